@@ -1,0 +1,78 @@
+"""Argument checks shared by the functional API and the modules: every message names the argument."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def check_sequence(x, name: str = "x_seq") -> None:
+    """A [T, *] floating tensor with T >= 1 and at least one trailing dim."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape [T, *neurons] (at least 2 dims), got shape {tuple(x.shape)}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{name} needs at least one time step (T >= 1), got shape {tuple(x.shape)}")
+
+
+def check_state(v, x: torch.Tensor, name: str = "v0") -> None:
+    """None, or a floating tensor of shape x.shape[1:] on x's device."""
+    if v is None:
+        return
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(v).__name__}")
+    if v.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor, got {v.dtype}")
+    if v.device != x.device:
+        raise ValueError(f"{name} is on {v.device} but x_seq is on {x.device}")
+    if v.shape != x.shape[1:]:
+        raise ValueError(f"{name} must have shape {tuple(x.shape[1:])} (x_seq.shape[1:]), got {tuple(v.shape)}")
+
+
+def check_number(value, name: str, *, low=None, high=None, low_open=False) -> float:
+    """A finite real number within [low, high] (or (low, high] with low_open)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    bad |= low is not None and (value <= low if low_open else value < low)
+    bad |= high is not None and value > high
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"<= {high}"
+        rule = " and ".join(r for r in (lo, hi) if r) or "finite"
+        raise ValueError(f"{name} must be finite and {rule}; got {value}")
+    return value
+
+
+def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:
+    """A floating tensor broadcastable to the neuron shape x.shape[1:], on x's device."""
+    if p.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor, got {p.dtype}")
+    if p.device != x.device:
+        raise ValueError(f"{name} is on {p.device} but x_seq is on {x.device}")
+    try:
+        shape = torch.broadcast_shapes(p.shape, x.shape[1:])
+    except RuntimeError:
+        shape = None
+    if shape != x.shape[1:]:
+        raise ValueError(
+            f"{name} of shape {tuple(p.shape)} does not broadcast to the neuron shape {tuple(x.shape[1:])}"
+        )
+
+
+def check_choice(value, name: str, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
+    return value
+
+
+def check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value

@@ -1,0 +1,180 @@
+"""Functional API: multi-step spiking neurons over a whole sequence in one call."""
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from ._dispatch import select_backend
+from .ops.lif import RESET_CODES, LifSpec, lif_reference
+from .ops.surrogate import resolve_surrogate
+
+CONVENTIONS = ("snntorch", "spikingjelly")
+RESETS = ("subtract", "zero", "hard", "none")
+SPIKE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
+
+
+def lif(
+    x_seq: torch.Tensor,
+    v0: torch.Tensor | None = None,
+    *,
+    beta=None,
+    tau=None,
+    threshold=1.0,
+    reset: str = "subtract",
+    v_reset: float = 0.0,
+    convention: str = "snntorch",
+    decay_input: bool | None = None,
+    detach_reset: bool | None = None,
+    surrogate: str = "atan",
+    alpha: float | None = None,
+    spike_dtype: torch.dtype | None = None,
+    check_finite: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Leaky integrate-and-fire over all ``T`` steps of ``x_seq`` (shape ``[T, *]``) in one call.
+
+    Returns ``(spikes, v_last)``: spikes of shape ``[T, *]`` (dtype of ``x_seq`` unless
+    ``spike_dtype``), and the final membrane state of shape ``[*]`` in float32 (float64 for float64
+    input), ready to pass back as ``v0`` for the next chunk of a sequence.
+
+    Decay: ``beta`` (default 0.9), or ``tau`` with ``beta = 1 - 1/tau`` (SpikingJelly).  ``beta`` and
+    ``threshold`` may be floats or tensors broadcastable to ``x_seq.shape[1:]`` (per neuron); tensors
+    that require grad receive gradients (snnTorch ``learn_beta``/``learn_threshold``; for
+    SpikingJelly's ``ParametricLIFNode`` pass ``beta = 1 - w.sigmoid()``).  ``k = 1 - beta`` when
+    ``decay_input`` else ``k = 1``; ``V_r = v_reset`` for ``reset="hard"``, 0 otherwise.
+
+    ``convention="snntorch"`` (``snntorch.Leaky``, reset_delay=True), with ``b = clamp(beta, 0, 1)``::
+
+        R[t] = (U[t-1] > thr)                          detached, from the previous membrane
+        U[t] = b*U[t-1] + k*X[t] - R[t]*thr            reset="subtract"
+        U[t] = b*((1-R[t])*U[t-1] + R[t]*V_r) + k*X[t] + (1-b)*V_r   reset="zero" (V_r = 0) / "hard"
+        U[t] = b*U[t-1] + k*X[t]                       reset="none"
+        S[t] = (U[t] > thr)                            strict
+        v_last = U[T-1]                                the membrane before its (delayed) reset
+        U[-1] = v0, or 0 when v0 is None
+
+    ``convention="spikingjelly"`` (``LIFNode``/``IFNode``/``ParametricLIFNode``, same-step reset)::
+
+        H[t] = b*V[t-1] + k*X[t] + (1-b)*V_r           = V + (X - (V - V_r))/tau with decay_input
+        S[t] = (H[t] - thr >= 0)
+        V[t] = H[t] - S[t]*thr                         reset="subtract" (SpikingJelly v_reset=None)
+        V[t] = (1-S[t])*H[t] + S[t]*V_r                reset="hard" (or "zero": V_r = 0)
+        V[t] = H[t]                                    reset="none"
+        v_last = V[T-1]                                after reset; V[-1] = v0, or V_r / 0 when None
+
+    The reset term is detached from the gradient when ``detach_reset=True`` (SpikingJelly default
+    False; snnTorch always detaches).  ``decay_input`` defaults to True for spikingjelly (its LIFNode
+    default) and False for snntorch.
+
+    Spikes are Heaviside steps forward; backward uses the surrogate derivative ``surrogate``
+    (``atan``, ``sigmoid``, ``fast_sigmoid``, ``triangle``, ``rectangle``, ``straight_through``;
+    see ``snnkern.ops.surrogate.SURROGATES``) with parameter ``alpha`` (None: its default).
+
+    ``spike_dtype=torch.bool`` or ``torch.uint8`` stores spikes in 1 byte for inference (no gradient).
+
+    NaN/inf policy: values propagate as IEEE arithmetic does, and a NaN membrane never spikes (both
+    comparisons are false for NaN) — identically on every backend.  ``check_finite=True`` instead
+    raises ValueError when ``x_seq`` holds NaN or inf (costs a device sync).
+
+    ``backend``: ``"auto"`` (Triton kernels for CUDA tensors, the PyTorch reference otherwise),
+    ``"triton"`` or ``"torch"``; ``snnkern.last_backend("lif")`` tells which one ran.
+    """
+    _checks.check_sequence(x_seq)
+    _checks.check_state(v0, x_seq)
+    convention = _checks.check_choice(convention, "convention", CONVENTIONS)
+    snntorch_style = convention == "snntorch"
+    beta = _resolve_beta(beta, tau, x_seq, clamp=snntorch_style)
+    return _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
+                surrogate, alpha, spike_dtype, check_finite, backend)
+
+
+def if_(
+    x_seq: torch.Tensor,
+    v0: torch.Tensor | None = None,
+    *,
+    threshold=1.0,
+    reset: str = "subtract",
+    v_reset: float = 0.0,
+    convention: str = "snntorch",
+    detach_reset: bool | None = None,
+    surrogate: str = "atan",
+    alpha: float | None = None,
+    spike_dtype: torch.dtype | None = None,
+    check_finite: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate-and-fire: ``lif`` with no leak (``beta = 1``, the input is not scaled).
+
+    ``convention="spikingjelly", reset="subtract"`` is the soft-reset IF neuron of ANN->SNN
+    conversion; ``reset="hard"`` is SpikingJelly's ``IFNode`` default. See ``lif`` for the equations.
+    """
+    _checks.check_sequence(x_seq)
+    _checks.check_state(v0, x_seq)
+    convention = _checks.check_choice(convention, "convention", CONVENTIONS)
+    return _run(x_seq, v0, 1.0, threshold, reset, v_reset, convention, False, detach_reset,
+                surrogate, alpha, spike_dtype, check_finite, backend)
+
+
+def _resolve_beta(beta, tau, x_seq, *, clamp: bool):
+    """beta as a float or tensor; from tau when given. snnTorch clamps beta to [0, 1] (as Leaky does)."""
+    if beta is not None and tau is not None:
+        raise ValueError("pass either beta or tau, not both")
+    if tau is not None:
+        if isinstance(tau, torch.Tensor):
+            _checks.check_param_tensor(tau, x_seq, "tau")
+            beta = 1.0 - 1.0 / tau
+        else:
+            beta = 1.0 - 1.0 / _checks.check_number(tau, "tau", low=1.0)
+    elif beta is None:
+        beta = 0.9
+    if isinstance(beta, torch.Tensor):
+        _checks.check_param_tensor(beta, x_seq, "beta")
+        return beta.clamp(0.0, 1.0) if clamp else beta
+    if clamp:
+        return min(max(_checks.check_number(beta, "beta"), 0.0), 1.0)
+    return _checks.check_number(beta, "beta", low=0.0, high=1.0)
+
+
+def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
+         surrogate, alpha, spike_dtype, check_finite, backend):
+    snntorch_style = convention == "snntorch"
+    reset = _checks.check_choice(reset, "reset", RESETS)
+    v_reset = _checks.check_number(v_reset, "v_reset")
+    if reset == "zero":
+        if v_reset != 0.0:
+            raise ValueError(f"reset='zero' resets to 0; got v_reset={v_reset} (use reset='hard')")
+        reset = "hard"
+    if isinstance(threshold, torch.Tensor):
+        _checks.check_param_tensor(threshold, x_seq, "threshold")
+    else:
+        threshold = _checks.check_number(threshold, "threshold", low=0.0, low_open=True)
+    decay_input = (not snntorch_style) if decay_input is None else _checks.check_flag(decay_input, "decay_input")
+    if detach_reset is None:
+        detach_reset = snntorch_style
+    elif _checks.check_flag(detach_reset, "detach_reset") is False and snntorch_style:
+        raise ValueError("detach_reset=False is not available with convention='snntorch' (snnTorch always "
+                         "detaches its reset); use convention='spikingjelly'")
+    surrogate_code, alpha = resolve_surrogate(surrogate, alpha)
+    spike_dtype = x_seq.dtype if spike_dtype is None else spike_dtype
+    if spike_dtype not in SPIKE_DTYPES:
+        raise TypeError(f"spike_dtype must be one of {SPIKE_DTYPES}, got {spike_dtype!r}")
+    tensors = (x_seq, v0, beta, threshold)
+    needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+    if needs_grad and not spike_dtype.is_floating_point:
+        raise ValueError(f"spike_dtype={spike_dtype} carries no gradient; use it under torch.no_grad() "
+                         "or with inputs that do not require grad")
+    if check_finite and not bool(torch.isfinite(x_seq).all()):
+        raise ValueError("x_seq contains NaN or inf (check_finite=True)")
+
+    v_init = v_reset if (reset == "hard" and not snntorch_style) else 0.0
+    spec = LifSpec(snntorch_style, RESET_CODES[reset], v_reset, v_init, decay_input, detach_reset,
+                   surrogate_code, alpha)
+    beta_t, beta_value = (beta, 0.0) if isinstance(beta, torch.Tensor) else (None, beta)
+    thr_t, thr_value = (threshold, 0.0) if isinstance(threshold, torch.Tensor) else (None, threshold)
+
+    if select_backend("lif", backend, x_seq) == "torch":
+        return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype)
+    spikes, v_last, _ = torch.ops.snnkern.lif_fwd(
+        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad
+    )
+    return spikes, v_last

@@ -1,0 +1,111 @@
+"""Surrogate gradients: forward is a Heaviside step, backward is a smooth stand-in derivative.
+
+Every surrogate exists twice, written as the same expression in the same order:
+``_surrogate_grad`` (Triton, used inside the fused kernels) and ``surrogate_grad_reference``
+(plain PyTorch, used by the reference and as the test oracle).  ``x`` is always the distance to
+threshold, ``h - threshold``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from ._triton import tl, triton
+
+
+@dataclass(frozen=True)
+class SurrogateSpec:
+    code: int  # compile-time id passed to the kernels
+    default_alpha: float | None  # None: the surrogate has no parameter
+    formula: str  # d spike / d x, for docs and error messages
+
+
+# alpha meaning per surrogate (defaults follow the library the formula comes from):
+#   atan: SpikingJelly/snnTorch ATan alpha=2;  sigmoid: SpikingJelly alpha=4 (snnTorch slope=25);
+#   fast_sigmoid: SuperSpike / snnTorch slope k=25;  triangle: SpikingJelly PiecewiseQuadratic alpha=1;
+#   rectangle: window of width 1/alpha and height alpha;  straight_through: snnTorch STE, no parameter.
+SURROGATES: dict[str, SurrogateSpec] = {
+    "atan": SurrogateSpec(0, 2.0, "alpha/2 / (1 + (pi/2*alpha*x)^2)"),
+    "sigmoid": SurrogateSpec(1, 4.0, "alpha * sigmoid(alpha*x) * (1 - sigmoid(alpha*x))"),
+    "fast_sigmoid": SurrogateSpec(2, 25.0, "1 / (alpha*|x| + 1)^2"),
+    "triangle": SurrogateSpec(3, 1.0, "max(0, alpha - alpha^2*|x|)"),
+    "rectangle": SurrogateSpec(4, 1.0, "alpha if |x| < 1/(2*alpha) else 0"),
+    "straight_through": SurrogateSpec(5, None, "1"),
+}
+
+
+def resolve_surrogate(surrogate, alpha) -> tuple[int, float]:
+    """Validate a surrogate name and its parameter; return (kernel code, alpha as float)."""
+    if not isinstance(surrogate, str):
+        raise TypeError(f"surrogate must be a str, one of {sorted(SURROGATES)}; got {type(surrogate).__name__}")
+    spec = SURROGATES.get(surrogate)
+    if spec is None:
+        raise ValueError(f"unknown surrogate {surrogate!r}; valid surrogates: {', '.join(sorted(SURROGATES))}")
+    if spec.default_alpha is None:
+        if alpha is not None:
+            raise ValueError(f"surrogate {surrogate!r} takes no alpha; got alpha={alpha!r}")
+        return spec.code, 0.0
+    if alpha is None:
+        return spec.code, spec.default_alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a float, got {type(alpha).__name__}")
+    alpha = float(alpha)
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite positive number for surrogate {surrogate!r}; got {alpha}")
+    return spec.code, alpha
+
+
+@triton.jit
+def _surrogate_grad(x, alpha, KIND: tl.constexpr):
+    """d spike / d x at x = h - threshold, in fp32."""
+    if KIND == 0:  # atan
+        y = (1.5707963267948966 * alpha) * x
+        g = (0.5 * alpha) / (1.0 + y * y)
+    elif KIND == 1:  # sigmoid
+        sg = 1.0 / (1.0 + tl.exp(-(alpha * x)))
+        g = alpha * sg * (1.0 - sg)
+    elif KIND == 2:  # fast_sigmoid
+        d = alpha * tl.abs(x) + 1.0
+        g = 1.0 / (d * d)
+    elif KIND == 3:  # triangle
+        g = tl.maximum(alpha - alpha * alpha * tl.abs(x), 0.0)
+    elif KIND == 4:  # rectangle
+        g = tl.where(tl.abs(x) < 0.5 / alpha, alpha, 0.0)
+    else:  # straight_through
+        g = tl.full(x.shape, 1.0, tl.float32)
+    return g
+
+
+def surrogate_grad_reference(x: torch.Tensor, alpha: float, code: int) -> torch.Tensor:
+    """PyTorch twin of ``_surrogate_grad`` (same expression, same order)."""
+    if code == 0:
+        y = (math.pi / 2 * alpha) * x
+        return (0.5 * alpha) / (1.0 + y * y)
+    if code == 1:
+        sg = torch.sigmoid(alpha * x)
+        return alpha * sg * (1.0 - sg)
+    if code == 2:
+        d = alpha * x.abs() + 1.0
+        return 1.0 / (d * d)
+    if code == 3:
+        return (alpha - alpha * alpha * x.abs()).clamp_min(0.0)
+    if code == 4:
+        return torch.where(x.abs() < 0.5 / alpha, alpha, 0.0).to(x.dtype)
+    return torch.ones_like(x)
+
+
+class SpikeFn(torch.autograd.Function):
+    """Heaviside spike with a surrogate derivative; ``strict`` picks ``x > 0`` (snnTorch) or ``x >= 0``
+    (SpikingJelly).  Used by the reference implementation."""
+
+    @staticmethod
+    def forward(ctx, x, alpha: float, code: int, strict: bool):
+        ctx.save_for_backward(x)
+        ctx.alpha, ctx.code = alpha, code
+        return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out * surrogate_grad_reference(x, ctx.alpha, ctx.code), None, None, None
