@@ -333,8 +333,8 @@ def lif_backward(grad_spikes, grad_v_last, x, v0, beta, threshold, ckpt, beta_va
     if T > chunk_size(T) and ckpt.shape[0] != checkpoint_rows(T):
         raise RuntimeError("snnkern::lif_bwd: the forward was run with save_for_backward=False")
     grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    empty = x.new_empty((0,), dtype=torch.float32)
-    per_neuron = lambda need: torch.empty(shape, dtype=torch.float32, device=x.device) if need else empty  # noqa: E731
+    # distinct tensors even when empty: a custom op's outputs may not alias each other
+    per_neuron = lambda need: x.new_empty(shape if need else (0,), dtype=torch.float32)  # noqa: E731
     grad_v0, grad_beta, grad_thr = per_neuron(need_v0_grad), per_neuron(need_beta_grad), per_neuron(need_thr_grad)
     if N == 0:
         return grad_x, grad_v0, grad_beta, grad_thr

@@ -1,0 +1,187 @@
+"""The fused Triton LIF/IF kernels against the PyTorch reference.
+
+Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1 (CI).  Forward spikes and membranes
+must be bitwise equal (same fp32 arithmetic, same order, no FMA contraction); gradients agree
+within dtype tolerances (the parameter gradients are sums whose order differs).
+"""
+import pytest
+import torch
+
+import snnkern
+from snnkern.functional import if_, lif
+from snnkern.ops.lif import MAX_CHUNK, checkpoint_rows
+
+pytestmark = pytest.mark.triton
+
+GRAD_TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1.6e-2, 1e-2), torch.float16: (1e-3, 1e-3)}
+
+
+def make_inputs(T, shape, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn((T, *shape), generator=g) * 0.7 + 0.35).to(dtype)
+    v0 = torch.randn(shape, generator=g) * 0.5
+    gs = torch.randn((T, *shape), generator=g).to(dtype)
+    gv = torch.randn(shape, generator=g)
+    return x, v0, gs, gv
+
+
+def run(backend, device, x, v0, gs, gv, fn=lif, params=(), **kw):
+    """Forward + backward of one backend on copies of the inputs; returns outputs and all grads."""
+    x = x.to(device).requires_grad_()
+    v0 = None if v0 is None else v0.to(device).requires_grad_()
+    params = {k: (p.to(device).requires_grad_() if isinstance(p, torch.Tensor) else p) for k, p in params}
+    spikes, v_last = fn(x, v0, backend=backend, **params, **kw)
+    assert snnkern.last_backend("lif") == backend
+    loss = (spikes.float() * gs.to(device).float()).sum() + (v_last * gv.to(device)).sum()
+    loss.backward()
+    grads = [x.grad, None if v0 is None else v0.grad]
+    grads += [p.grad for p in params.values() if isinstance(p, torch.Tensor)]
+    return spikes, v_last, grads
+
+
+def assert_same(device, x, v0, gs, gv, fn=lif, params=(), **kw):
+    ks, kv, kg = run("triton", device, x, v0, gs, gv, fn, params, **kw)
+    rs, rv, rg = run("torch", device, x, v0, gs, gv, fn, params, **kw)
+    assert ks.dtype == rs.dtype == x.dtype
+    assert torch.equal(ks, rs), "spikes differ"
+    assert torch.equal(kv, rv), f"membrane differs by {(kv - rv).abs().max().item():.3e}"
+    rtol, atol = GRAD_TOL[x.dtype]
+    for name, a, b in zip(["x", "v0", "param0", "param1"], kg, rg):
+        if b is None:
+            assert a is None
+            continue
+        scale = max(1.0, b.float().abs().max().item())
+        torch.testing.assert_close(a.float(), b.float(), rtol=rtol, atol=atol * scale, msg=f"grad of {name}")
+    return ks
+
+
+CASES = [
+    ("snntorch", "subtract", 0.0), ("snntorch", "zero", 0.0), ("snntorch", "none", 0.0), ("snntorch", "hard", 0.25),
+    ("spikingjelly", "subtract", 0.0), ("spikingjelly", "hard", -0.3), ("spikingjelly", "none", 0.0),
+]
+
+
+@pytest.mark.parametrize("convention,reset,v_reset", CASES)
+@pytest.mark.parametrize("T", [1, 7, MAX_CHUNK + 1, 2 * MAX_CHUNK + 6])
+def test_every_reset_and_chunking(kernel_device, convention, reset, v_reset, T):
+    x, v0, gs, gv = make_inputs(T, (3, 37), seed=T)
+    beta = torch.rand(37, generator=torch.Generator().manual_seed(T)) * 0.5 + 0.45  # per neuron, learnable
+    thr = torch.tensor(0.8)  # scalar tensor, learnable
+    spikes = assert_same(kernel_device, x, v0, gs, gv, params=[("beta", beta), ("threshold", thr)],
+                         convention=convention, reset=reset, v_reset=v_reset, decay_input=False)
+    rate = spikes.float().mean().item()
+    assert 0.05 < rate < 0.95, f"inputs should make neurons fire sometimes, firing rate {rate}"
+
+
+@pytest.mark.parametrize("surrogate,alpha", [("atan", None), ("atan", 5.0), ("sigmoid", 4.0), ("fast_sigmoid", 25.0),
+                                             ("triangle", 1.0), ("rectangle", 2.0), ("straight_through", None)])
+@pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
+def test_surrogates(kernel_device, surrogate, alpha, convention):
+    x, v0, gs, gv = make_inputs(9, (5, 21), seed=1)
+    assert_same(kernel_device, x, v0, gs, gv, convention=convention, surrogate=surrogate, alpha=alpha)
+
+
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("detach_reset", [True, False])
+@pytest.mark.parametrize("reset", ["subtract", "hard"])
+def test_spikingjelly_options(kernel_device, decay_input, detach_reset, reset):
+    x, v0, gs, gv = make_inputs(12, (4, 19), seed=2)
+    x = x * 2.0  # decay_input halves the drive at tau=2
+    thr = torch.rand(4, 19, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.6  # per-neuron threshold, learnable
+    assert_same(kernel_device, x, v0, gs, gv, params=[("tau", torch.tensor(2.5)), ("threshold", thr)],
+                convention="spikingjelly", reset=reset, v_reset=0.1 if reset == "hard" else 0.0,
+                decay_input=decay_input, detach_reset=detach_reset)
+
+
+def test_parametric_lif_beta_from_sigmoid(kernel_device):
+    """SpikingJelly ParametricLIFNode: 1/tau = sigmoid(w), the gradient reaches w."""
+    x, v0, gs, gv = make_inputs(10, (2, 33), seed=3)
+    grads = {}
+    for backend in ("triton", "torch"):
+        w = torch.tensor(-0.4, device=kernel_device, requires_grad=True)
+        s, v = lif(x.to(kernel_device), beta=1.0 - w.sigmoid(), convention="spikingjelly", decay_input=True,
+                   reset="hard", backend=backend)
+        ((s * gs.to(kernel_device)).sum() + (v * gv.to(kernel_device)).sum()).backward()
+        grads[backend] = w.grad
+    torch.testing.assert_close(grads["triton"], grads["torch"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1031,), (2, 3, 4, 5), (1, 1)])
+@pytest.mark.parametrize("v0_given", [True, False])
+def test_shapes_and_initial_state(kernel_device, shape, v0_given):
+    x, v0, gs, gv = make_inputs(6, shape, seed=4)
+    assert_same(kernel_device, x, v0 if v0_given else None, gs, gv, params=[("beta", 0.8)])
+    assert_same(kernel_device, x, v0 if v0_given else None, gs, gv, convention="spikingjelly", reset="hard",
+                v_reset=-0.1)
+
+
+def test_if_neuron(kernel_device):
+    x, v0, gs, gv = make_inputs(11, (3, 40), seed=5)
+    for convention in ("snntorch", "spikingjelly"):
+        assert_same(kernel_device, x, v0, gs, gv, fn=if_, params=[("threshold", torch.tensor(1.3))],
+                    convention=convention)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
+def test_half_precision_inputs(kernel_device, dtype, convention):
+    x, v0, gs, gv = make_inputs(MAX_CHUNK + 3, (3, 29), seed=6, dtype=dtype)
+    assert_same(kernel_device, x, v0, gs, gv, params=[("beta", torch.linspace(0.5, 0.9, 29))], convention=convention)
+
+
+def test_non_contiguous_input_and_grad(kernel_device):
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(9, 23, 6, generator=g) + 0.4
+    x = base.transpose(1, 2)  # [9, 6, 23], not contiguous
+    gs = torch.randn(9, 23, 6, generator=g).transpose(1, 2)
+    assert not x.is_contiguous() and not gs.is_contiguous()
+    _, v0, _, gv = make_inputs(9, (6, 23), seed=8)
+    assert_same(kernel_device, x, v0, gs, gv, convention="spikingjelly", reset="hard")
+
+
+def test_grad_of_one_output_only(kernel_device):
+    x, v0, _, _ = make_inputs(40, (3, 17), seed=9)
+    for use in ("spikes", "v_last"):
+        grads = {}
+        for backend in ("triton", "torch"):
+            xx = x.to(kernel_device).requires_grad_()
+            s, v = lif(xx, v0.to(kernel_device), backend=backend)
+            (s.sum() if use == "spikes" else v.sum()).backward()
+            grads[backend] = xx.grad
+        torch.testing.assert_close(grads["triton"], grads["torch"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spike_dtype", [torch.bool, torch.uint8])
+def test_inference_spike_dtypes(kernel_device, spike_dtype):
+    x, v0, _, _ = make_inputs(8, (4, 50), seed=10)
+    x, v0 = x.to(kernel_device), v0.to(kernel_device)
+    with torch.no_grad():
+        s, v = lif(x, v0, spike_dtype=spike_dtype, backend="triton")
+        rs, rv = lif(x, v0, backend="torch")
+    assert s.dtype == spike_dtype
+    assert torch.equal(s.to(rs.dtype), rs) and torch.equal(v, rv)
+
+
+def test_no_grad_path_saves_nothing(kernel_device):
+    """Without autograd the op writes only spikes and the final state: no checkpoints."""
+    T = 3 * MAX_CHUNK
+    x = torch.randn(T, 64, device=kernel_device)
+    args = (x, None, None, None, 0.9, 1.0, True, 1, 0.0, 0.0, False, True, 0, 2.0, torch.float32)
+    _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False)
+    assert ckpt.numel() == 0
+    _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True)
+    assert ckpt.shape == (checkpoint_rows(T), 64) == (2, 64)
+
+
+def test_nan_and_inf_propagate_like_reference(kernel_device):
+    """The NaN/inf policy: IEEE propagation, NaN never spikes; identical on both backends."""
+    x = torch.full((4, 6), 0.3)
+    x[1, 0], x[2, 1], x[0, 2], x[3, 3] = float("nan"), float("inf"), float("-inf"), float("nan")
+    for convention, reset in [("snntorch", "subtract"), ("snntorch", "zero"), ("spikingjelly", "hard")]:
+        outs = [lif(x.to(kernel_device), convention=convention, reset=reset, backend=b) for b in ("triton", "torch")]
+        (s1, v1), (s2, v2) = outs
+        assert torch.equal(s1, s2)
+        assert torch.equal(v1.isnan(), v2.isnan())
+        finite = ~v2.isnan()
+        assert torch.equal(v1[finite], v2[finite])
+        assert s1[1, 0] == 0  # a NaN membrane does not spike

@@ -1,0 +1,93 @@
+"""Build and install snnkern.
+
+Pure-Python install everywhere (Triton kernels + PyTorch reference).  The optional CUDA C++
+extension ``snnkern._C`` is built from ``csrc/`` when torch with CUDA and nvcc are both present
+in the build environment (use ``pip install --no-build-isolation .`` so the build sees your torch).
+
+Knobs (environment variables):
+  SNNKERN_SKIP_CUDA_BUILD=1   never build the extension
+  SNNKERN_FORCE_CUDA_BUILD=1  build it or fail loudly (CI uses this so broken csrc cannot land)
+  TORCH_CUDA_ARCH_LIST        target architectures (default "8.0;8.6;8.9;9.0+PTX")
+  MAX_JOBS                    parallel compile jobs (read by torch.utils.cpp_extension)
+"""
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0+PTX"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def _say(msg: str) -> None:
+    print(f"snnkern setup: {msg}", file=sys.stderr)
+
+
+def cuda_extension():
+    """([extensions], {cmdclass}) for snnkern._C, or nothing with a message saying why."""
+    force = _flag("SNNKERN_FORCE_CUDA_BUILD")
+    if _flag("SNNKERN_SKIP_CUDA_BUILD"):
+        _say("SNNKERN_SKIP_CUDA_BUILD is set: installing without the CUDA extension")
+        return [], {}
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "*.cu")))
+    reason = None
+    if not sources:
+        reason = "csrc/ holds no sources"
+    else:
+        try:
+            import torch
+            from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+        except ImportError:
+            reason = "torch is not importable in the build environment (use pip install --no-build-isolation)"
+        else:
+            if torch.version.cuda is None:
+                reason = f"torch {torch.__version__} is a CPU build"
+            elif CUDA_HOME is None:
+                reason = "no CUDA toolkit found (set CUDA_HOME or put nvcc on PATH)"
+    if reason is not None:
+        if force:
+            raise RuntimeError(f"SNNKERN_FORCE_CUDA_BUILD=1 but the CUDA extension cannot be built: {reason}")
+        _say(f"{reason}: installing without the CUDA extension (Triton kernels and the reference still work)")
+        return [], {}
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
+    _say(f"building snnkern._C for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+    ext = CUDAExtension(
+        name="snnkern._C",
+        sources=sources,
+        include_dirs=[os.path.join(HERE, "csrc")],
+        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = cuda_extension()
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    long_description = f.read()
+
+PEERS = ["snntorch>=0.9", "spikingjelly>=0.0.0.0.14"]
+setup(
+    name="snnkern",
+    version="0.1.0",
+    description="Fused GPU kernels for spiking neural networks in PyTorch, with energy accounting and ANN-vs-SNN studies",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["snnkern", "snnkern.*"]),
+    install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy"],
+    extras_require={
+        "peers": PEERS,
+        "test": ["pytest>=7", "pytest-benchmark>=4"] + PEERS,
+        "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
+    },
+    entry_points={"console_scripts": ["snnkern=snnkern.cli:main"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)
