@@ -27,9 +27,10 @@ def make_inputs(T, shape, seed=0, dtype=torch.float32):
 
 def run(backend, device, x, v0, gs, gv, fn=lif, params=(), **kw):
     """Forward + backward of one backend on copies of the inputs; returns outputs and all grads."""
-    x = x.to(device).requires_grad_()
-    v0 = None if v0 is None else v0.to(device).requires_grad_()
-    params = {k: (p.to(device).requires_grad_() if isinstance(p, torch.Tensor) else p) for k, p in params}
+    fresh = lambda t: t.detach().to(device).clone().requires_grad_()  # noqa: E731  (grads never shared)
+    x = fresh(x)
+    v0 = None if v0 is None else fresh(v0)
+    params = {k: (fresh(p) if isinstance(p, torch.Tensor) else p) for k, p in params}
     spikes, v_last = fn(x, v0, backend=backend, **params, **kw)
     assert snnkern.last_backend("lif") == backend
     loss = (spikes.float() * gs.to(device).float()).sum() + (v_last * gv.to(device)).sum()
@@ -144,7 +145,7 @@ def test_grad_of_one_output_only(kernel_device):
     for use in ("spikes", "v_last"):
         grads = {}
         for backend in ("triton", "torch"):
-            xx = x.to(kernel_device).requires_grad_()
+            xx = x.to(kernel_device).clone().requires_grad_()
             s, v = lif(xx, v0.to(kernel_device), backend=backend)
             (s.sum() if use == "spikes" else v.sum()).backward()
             grads[backend] = xx.grad
@@ -185,3 +186,33 @@ def test_nan_and_inf_propagate_like_reference(kernel_device):
         finite = ~v2.isnan()
         assert torch.equal(v1[finite], v2[finite])
         assert s1[1, 0] == 0  # a NaN membrane does not spike
+
+
+@pytest.mark.parametrize("convention,expected", [("snntorch", 0.0), ("spikingjelly", 1.0)])
+def test_threshold_ties(kernel_device, convention, expected):
+    """A membrane exactly at threshold: snnTorch '>' does not spike, SpikingJelly '>=' does."""
+    x = torch.tensor([[1.0, 0.5], [0.25, 0.75]], device=kernel_device)  # both neurons hit 1.0 exactly once
+    for backend in ("triton", "torch"):
+        s, _ = lif(x, beta=0.5, threshold=1.0, convention=convention, decay_input=False, reset="none",
+                   backend=backend)
+        assert s[0, 0].item() == expected  # h = 0.5*0 + 1.0 == threshold
+        assert s[1, 0].item() == 0.0  # h = 0.5*1.0 + 0.25 < threshold
+        assert s[1, 1].item() == expected  # h = 0.5*0.5 + 0.75 == threshold
+    # snnTorch's delayed reset also uses '>': a tie at t=0 must not reset at t=1
+    s, v = lif(x, beta=0.5, threshold=1.0, convention="snntorch", reset="subtract", backend="triton")
+    assert v[0].item() == 0.5 * 1.0 + 0.25
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_threshold_tie_in_the_delayed_reset_gradient(kernel_device, reset):
+    """U[t-1] == thr exactly: snnTorch's reset signal is 0, so the gradient flows on through U[t-1]."""
+    x = torch.tensor([[1.0], [0.25]], device=kernel_device)
+    grads = {}
+    for backend in ("triton", "torch"):
+        xx = x.clone().requires_grad_()
+        thr = torch.tensor(1.0, device=kernel_device, requires_grad=True)
+        _, v = lif(xx, beta=0.5, threshold=thr, convention="snntorch", reset=reset, backend=backend)
+        v.sum().backward()
+        grads[backend] = (xx.grad, thr.grad)
+    assert grads["triton"][0].flatten().tolist() == [0.5, 1.0] == grads["torch"][0].flatten().tolist()
+    assert grads["triton"][1].item() == grads["torch"][1].item() == 0.0
