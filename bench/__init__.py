@@ -1,0 +1,1 @@
+"""snnkern benchmark suite (pytest-benchmark). Run: python -m pytest bench --benchmark-json=OUT.json"""

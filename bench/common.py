@@ -1,0 +1,86 @@
+"""Timing, byte accounting and run metadata shared by the benchmarks.
+
+GPU timing uses ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs, median and
+20/80% quantiles); every record also gets pytest-benchmark's own synchronized timing.  On CPU the
+suite is a smoke test: tiny sizes, wall-clock timing.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+ON_GPU = torch.cuda.is_available()
+FULL = os.environ.get("SNNKERN_BENCH_FULL", "0") == "1"
+
+
+def run_metadata() -> dict:
+    import triton
+
+    meta = {
+        "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name() if ON_GPU else "none (CPU smoke run)",
+    }
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                                        text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        meta["commit"] = "unknown"
+    if ON_GPU:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            meta["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        except Exception as exc:  # NVML is optional for timing
+            meta["driver"] = f"unavailable ({type(exc).__name__})"
+    return meta
+
+
+def sync():
+    if ON_GPU:
+        torch.cuda.synchronize()
+
+
+def measure(fn) -> dict:
+    """Median and 20/80% quantiles of fn in ms, plus peak memory above the baseline in MiB."""
+    if ON_GPU:
+        import triton.testing
+
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        q20, med, q80 = triton.testing.do_bench(fn, warmup=25, rep=200, quantiles=[0.2, 0.5, 0.8])
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        return {"ms_median": med, "ms_q20": q20, "ms_q80": q80, "peak_mib": peak}
+    fn()  # warm-up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"ms_median": statistics.median(times), "ms_q20": times[1], "ms_q80": times[-2], "peak_mib": None}
+
+
+def record(benchmark, fn, meta: dict, **info):
+    """Time fn both ways and attach everything a reader needs to the benchmark record."""
+    stats = measure(fn)
+    benchmark.extra_info.update(meta)
+    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(stats)
+    if info.get("bytes"):
+        benchmark.extra_info["gb_per_s"] = info["bytes"] / (stats["ms_median"] * 1e-3) / 1e9
+
+    def synced():
+        fn()
+        sync()
+
+    benchmark.pedantic(synced, rounds=10 if ON_GPU else 3, warmup_rounds=2, iterations=1)
+    return stats
