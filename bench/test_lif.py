@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from snnkern.functional import lif
+from snnkern.ops.lif import checkpoint_rows
 
 from .common import FULL, ON_GPU, measure, record
 
@@ -28,7 +29,7 @@ def bytes_moved(T, N, dtype, mode):
     fwd = T * N * 2 * e + N * 4  # read x, write spikes, write v_last
     if mode == "fwd":
         return fwd
-    ckpt = ((T - 1) // 32) * N * 4
+    ckpt = checkpoint_rows(T) * N * 4
     return fwd + 2 * ckpt + T * N * 3 * e + N * 4  # + bwd: read x and grad_s, write grad_x; read grad_v
 
 

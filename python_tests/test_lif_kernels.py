@@ -216,3 +216,26 @@ def test_threshold_tie_in_the_delayed_reset_gradient(kernel_device, reset):
         grads[backend] = (xx.grad, 0.0 if thr.grad is None else thr.grad.item())  # None: not in the graph
     assert grads["triton"][0].flatten().tolist() == [0.5, 1.0] == grads["torch"][0].flatten().tolist()
     assert grads["triton"][1] == grads["torch"][1] == 0.0
+
+
+@pytest.mark.parametrize("T", [MAX_CHUNK, 3 * MAX_CHUNK + 1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_autograd_saves_only_the_input(kernel_device, T, dtype):
+    """What autograd keeps for backward: x itself (by reference) plus one fp32 state per neuron per
+    MAX_CHUNK steps after the first chunk; nothing else of size T x N."""
+    N = 300
+    x = torch.randn(T, N, device=kernel_device, dtype=dtype).requires_grad_()
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        s, v = lif(x, backend="triton")
+    big = [t for t in saved if t.numel() >= N * 2]
+    assert any(t.data_ptr() == x.data_ptr() for t in big), "x is saved by reference"
+    extra = sum(t.numel() * t.element_size() for t in big if t.data_ptr() != x.data_ptr())
+    assert extra == checkpoint_rows(T) * N * 4
+    assert extra / x.numel() <= 4 / MAX_CHUNK  # bytes per element beyond x itself
+    s.sum().backward()

@@ -23,9 +23,12 @@ from ._triton import tl, triton
 from .surrogate import SpikeFn, _surrogate_grad
 
 RESET_CODES = {"none": 0, "subtract": 1, "hard": 2}
-MAX_CHUNK = 32  # membranes kept in registers per neuron in the backward kernel
-FWD_BLOCK, FWD_WARPS = 1024, 4
-BWD_BLOCK, BWD_WARPS = 256, 4
+# Backward: CHUNK membranes per neuron live in registers. 16 steps x 1 neuron per thread compiles to
+# ~90 registers on sm_90 with no spills (python_tests/kernel_compile_check.py guards this); 32 steps
+# or 2 neurons per thread spill. Launch sizes are first guesses until a GPU run tunes them.
+MAX_CHUNK = 16
+FWD_BLOCK, FWD_WARPS = 512, 4  # 4 neurons per thread: 16-byte fp32 accesses
+BWD_BLOCK, BWD_WARPS = 128, 4
 
 
 class LifSpec(NamedTuple):
@@ -206,14 +209,13 @@ def _lif_bwd_kernel(
             x = tl.load(x_ptr + chunk_base + i * N, mask=mask & valid, other=0.0).to(tl.float32)
             h, s, state = _step(state, x, beta, one_minus_beta, leak, thr, v_reset, DELAYED, RESET, DECAY_INPUT)
             hs = hs + (h,)
-            xs = xs + (x,)
+            if DECAY_INPUT and BETA_GRAD:  # only the beta gradient of decay_input needs x again
+                xs = xs + (x,)
 
         # Walk the chunk backwards. g_state is dL/d(state after step t).
-        for j in tl.static_range(CHUNK):
-            i = CHUNK - 1 - j
+        for i in tl.static_range(CHUNK - 1, -1, -1):
             valid = t0 + i < T
             h = hs[i]
-            x = xs[i]
             if i == 0:
                 prev = state0
             else:
@@ -261,7 +263,8 @@ def _lif_bwd_kernel(
                 else:
                     dh_dbeta = prev
             if DECAY_INPUT:
-                dh_dbeta = dh_dbeta - x
+                if BETA_GRAD:
+                    dh_dbeta = dh_dbeta - xs[i]
                 gx = gh * one_minus_beta
             else:
                 gx = gh
