@@ -42,6 +42,7 @@ SNNTORCH_SURROGATES = [
     (lambda: snn_surrogate.sigmoid(slope=25), "sigmoid", 25.0),
     (lambda: snn_surrogate.fast_sigmoid(slope=25), "fast_sigmoid", 25.0),
     (lambda: snn_surrogate.straight_through_estimator(), "straight_through", None),
+    (lambda: snn_surrogate.triangular(threshold=0.7), "snntorch_triangular", 0.7),
 ]
 
 

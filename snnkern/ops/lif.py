@@ -105,16 +105,22 @@ def _step(state, x, beta, one_minus_beta, leak, thr, v_reset,
 
 
 @triton.jit
+def _load_param(offs, mask, ptr, value, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """MODE 0: the float ``value``; 1: one fp32 at ``ptr``; 2: fp32 per neuron at ``ptr``."""
+    if MODE == 2:
+        p = tl.load(ptr + offs, mask=mask, other=1.0)
+    elif MODE == 1:
+        p = tl.full([BLOCK], tl.load(ptr), tl.float32)
+    else:
+        p = tl.full([BLOCK], value, tl.float32)
+    return p
+
+
+@triton.jit
 def _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                 BETA_PER_NEURON: tl.constexpr, THR_PER_NEURON: tl.constexpr, BLOCK: tl.constexpr):
-    if BETA_PER_NEURON:
-        beta = tl.load(beta_ptr + offs, mask=mask, other=0.0)
-    else:
-        beta = tl.full([BLOCK], beta_val, tl.float32)
-    if THR_PER_NEURON:
-        thr = tl.load(thr_ptr + offs, mask=mask, other=1.0)
-    else:
-        thr = tl.full([BLOCK], thr_val, tl.float32)
+                 BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr, BLOCK: tl.constexpr):
+    beta = _load_param(offs, mask, beta_ptr, beta_val, BETA_MODE, BLOCK)
+    thr = _load_param(offs, mask, thr_ptr, thr_val, THR_MODE, BLOCK)
     one_minus_beta = 1.0 - beta
     leak = one_minus_beta * v_reset
     return beta, one_minus_beta, leak, thr
@@ -124,21 +130,21 @@ def _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
 def _lif_fwd_kernel(
     x_ptr,  # [T, N] input current, fp32/bf16/fp16, contiguous
     v0_ptr,  # [N] fp32 initial state (read only if HAS_V0)
-    beta_ptr, beta_val,  # [N] fp32 per-neuron decay, or the scalar beta_val
-    thr_ptr, thr_val,  # [N] fp32 per-neuron threshold, or the scalar thr_val
+    beta_ptr, beta_val,  # decay: fp32 [N] or [1] at beta_ptr, or the float beta_val (see _load_param)
+    thr_ptr, thr_val,  # threshold, likewise
     s_ptr,  # [T, N] spikes out, spike dtype
     v_last_ptr,  # [N] fp32 final state out
     ckpt_ptr,  # [ceil(T/CHUNK)-1, N] fp32 state at the start of chunks 1.. (written if SAVE_CKPT)
     T, N,  # time steps, neurons
     v_init, v_reset,  # initial state when no v0; hard-reset target / resting potential
     CHUNK: tl.constexpr, DELAYED: tl.constexpr, RESET: tl.constexpr, DECAY_INPUT: tl.constexpr,
-    HAS_V0: tl.constexpr, BETA_PER_NEURON: tl.constexpr, THR_PER_NEURON: tl.constexpr,
+    HAS_V0: tl.constexpr, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr,
     SAVE_CKPT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                                                   BETA_PER_NEURON, THR_PER_NEURON, BLOCK)
+                                                   BETA_MODE, THR_MODE, BLOCK)
     if HAS_V0:
         state = tl.load(v0_ptr + offs, mask=mask, other=0.0)
     else:
@@ -174,14 +180,14 @@ def _lif_bwd_kernel(
     T, N, v_init, v_reset, alpha,
     CHUNK: tl.constexpr, DELAYED: tl.constexpr, RESET: tl.constexpr, DECAY_INPUT: tl.constexpr,
     DETACH: tl.constexpr, SURROGATE: tl.constexpr,
-    HAS_V0: tl.constexpr, BETA_PER_NEURON: tl.constexpr, THR_PER_NEURON: tl.constexpr,
+    HAS_V0: tl.constexpr, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr,
     HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, STORE_GV0: tl.constexpr,
     BETA_GRAD: tl.constexpr, THR_GRAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                                                   BETA_PER_NEURON, THR_PER_NEURON, BLOCK)
+                                                   BETA_MODE, THR_MODE, BLOCK)
     if HAS_GV:
         g_state = tl.load(gv_last_ptr + offs, mask=mask, other=0.0)
     else:
@@ -292,11 +298,14 @@ def checkpoint_rows(T):
     return (T - 1) // MAX_CHUNK
 
 
-def _per_neuron(p: Optional[torch.Tensor], shape, N: int) -> Optional[torch.Tensor]:
-    """A beta/threshold tensor broadcast to the neurons, as a contiguous fp32 [N] vector."""
+def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: torch.Tensor):
+    """(pointer tensor, float, mode) for a beta/threshold given as a float, a one-element tensor, or a
+    tensor broadcastable to the neurons (made a contiguous fp32 [N] vector)."""
     if p is None:
-        return None
-    return p.to(torch.float32).expand(shape).reshape(N).contiguous()
+        return dummy, float(value), 0
+    if p.numel() == 1:
+        return p.to(torch.float32).reshape(1), 0.0, 1
+    return p.to(torch.float32).expand(shape).reshape(N).contiguous(), 0.0, 2
 
 
 def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt):
@@ -309,19 +318,16 @@ def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSp
     if N == 0:
         return spikes, v_last, ckpt
     x2 = x.contiguous()
-    beta_n, thr_n = _per_neuron(beta, shape, N), _per_neuron(threshold, shape, N)
-    v0_n = v0.to(torch.float32).contiguous() if v0 is not None else None
     dummy = v_last
+    beta_p, beta_f, beta_mode = _param_arg(beta, beta_value, shape, N, dummy)
+    thr_p, thr_f, thr_mode = _param_arg(threshold, threshold_value, shape, N, dummy)
+    v0_n = v0.to(torch.float32).contiguous() if v0 is not None else None
     grid = (triton.cdiv(N, FWD_BLOCK),)
     _lif_fwd_kernel[grid](
-        x2, dummy if v0_n is None else v0_n,
-        dummy if beta_n is None else beta_n, float(beta_value),
-        dummy if thr_n is None else thr_n, float(threshold_value),
-        spikes, v_last, ckpt,
+        x2, dummy if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, spikes, v_last, ckpt,
         T, N, float(spec.v_init), float(spec.v_reset),
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
-        HAS_V0=v0_n is not None, BETA_PER_NEURON=beta_n is not None, THR_PER_NEURON=thr_n is not None,
-        SAVE_CKPT=save_ckpt and ckpt.shape[0] > 0, BLOCK=FWD_BLOCK,
+        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=save_ckpt and ckpt.shape[0] > 0, BLOCK=FWD_BLOCK,
         num_warps=FWD_WARPS, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
     )
     return spikes, v_last, ckpt
@@ -341,23 +347,20 @@ def lif_backward(grad_spikes, grad_v_last, x, v0, beta, threshold, ckpt, beta_va
     grad_v0, grad_beta, grad_thr = per_neuron(need_v0_grad), per_neuron(need_beta_grad), per_neuron(need_thr_grad)
     if N == 0:
         return grad_x, grad_v0, grad_beta, grad_thr
-    beta_n, thr_n = _per_neuron(beta, shape, N), _per_neuron(threshold, shape, N)
+    dummy = grad_x
+    beta_p, beta_f, beta_mode = _param_arg(beta, beta_value, shape, N, dummy)
+    thr_p, thr_f, thr_mode = _param_arg(threshold, threshold_value, shape, N, dummy)
     v0_n = v0.to(torch.float32).contiguous() if v0 is not None else None
     gs = grad_spikes.contiguous() if grad_spikes is not None else None
     gv = grad_v_last.to(torch.float32).contiguous() if grad_v_last is not None else None
-    dummy = grad_x
     grid = (triton.cdiv(N, BWD_BLOCK),)
     _lif_bwd_kernel[grid](
-        x.contiguous(), dummy if v0_n is None else v0_n,
-        dummy if beta_n is None else beta_n, float(beta_value),
-        dummy if thr_n is None else thr_n, float(threshold_value),
-        ckpt, dummy if gs is None else gs, dummy if gv is None else gv,
+        x.contiguous(), dummy if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, ckpt, dummy if gs is None else gs, dummy if gv is None else gv,
         grad_x, grad_v0, grad_beta, grad_thr,
         T, N, float(spec.v_init), float(spec.v_reset), float(spec.alpha),
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
         DETACH=spec.detach_reset, SURROGATE=spec.surrogate,
-        HAS_V0=v0_n is not None, BETA_PER_NEURON=beta_n is not None, THR_PER_NEURON=thr_n is not None,
-        HAS_GS=gs is not None, HAS_GV=gv is not None, STORE_GV0=need_v0_grad,
+        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, HAS_GS=gs is not None, HAS_GV=gv is not None, STORE_GV0=need_v0_grad,
         BETA_GRAD=need_beta_grad, THR_GRAD=need_thr_grad, BLOCK=BWD_BLOCK,
         num_warps=BWD_WARPS, enable_fp_fusion=False,
     )

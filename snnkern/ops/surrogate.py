@@ -24,7 +24,9 @@ class SurrogateSpec:
 # alpha meaning per surrogate (defaults follow the library the formula comes from):
 #   atan: SpikingJelly/snnTorch ATan alpha=2;  sigmoid: SpikingJelly alpha=4 (snnTorch slope=25);
 #   fast_sigmoid: SuperSpike / snnTorch slope k=25;  triangle: SpikingJelly PiecewiseQuadratic alpha=1;
-#   rectangle: window of width 1/alpha and height alpha;  straight_through: snnTorch STE, no parameter.
+#   rectangle: window of width 1/alpha and height alpha;  straight_through: snnTorch STE, no parameter;
+#   snntorch_triangular: snnTorch's ``triangular`` exactly as it computes it, +alpha below threshold and
+#   -alpha at/above it (alpha = its ``threshold`` argument), so swapped models keep their gradients.
 SURROGATES: dict[str, SurrogateSpec] = {
     "atan": SurrogateSpec(0, 2.0, "alpha/2 / (1 + (pi/2*alpha*x)^2)"),
     "sigmoid": SurrogateSpec(1, 4.0, "alpha * sigmoid(alpha*x) * (1 - sigmoid(alpha*x))"),
@@ -32,6 +34,7 @@ SURROGATES: dict[str, SurrogateSpec] = {
     "triangle": SurrogateSpec(3, 1.0, "max(0, alpha - alpha^2*|x|)"),
     "rectangle": SurrogateSpec(4, 1.0, "alpha if |x| < 1/(2*alpha) else 0"),
     "straight_through": SurrogateSpec(5, None, "1"),
+    "snntorch_triangular": SurrogateSpec(6, 1.0, "alpha if x < 0 else -alpha"),
 }
 
 
@@ -72,8 +75,10 @@ def _surrogate_grad(x, alpha, KIND: tl.constexpr):
         g = tl.maximum(alpha - alpha * alpha * tl.abs(x), 0.0)
     elif KIND == 4:  # rectangle
         g = tl.where(tl.abs(x) < 0.5 / alpha, alpha, 0.0)
-    else:  # straight_through
+    elif KIND == 5:  # straight_through
         g = tl.full(x.shape, 1.0, tl.float32)
+    else:  # snntorch_triangular
+        g = tl.where(x >= 0, -alpha, alpha)
     return g
 
 
@@ -92,7 +97,9 @@ def surrogate_grad_reference(x: torch.Tensor, alpha: float, code: int) -> torch.
         return (alpha - alpha * alpha * x.abs()).clamp_min(0.0)
     if code == 4:
         return (x.abs() < 0.5 / alpha).to(x.dtype) * alpha
-    return torch.ones_like(x)
+    if code == 5:
+        return torch.ones_like(x)
+    return torch.where(x >= 0, -1.0, 1.0).to(x.dtype) * alpha
 
 
 class SpikeFn(torch.autograd.Function):
