@@ -49,12 +49,12 @@ def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32"):
 def variants():
     for delayed, reset, dtype in itertools.product([True, False], [0, 1, 2], ["fp32", "bf16"]):
         fwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, HAS_V0=True,
-                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, BLOCK=L.FWD_BLOCK)
+                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, STORE_V=True, BLOCK=L.FWD_BLOCK)
         yield "fwd", L._lif_fwd_kernel, fwd, L.FWD_WARPS, dtype
         for grads in (True, False):
             bwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, DETACH=delayed,
                        SURROGATE=0 if delayed else 1, HAS_V0=True, BETA_MODE=2, THR_MODE=2,
-                       HAS_GS=True, HAS_GV=True, STORE_GV0=grads, BETA_GRAD=grads, THR_GRAD=grads,
+                       HAS_GS=True, HAS_GV=True, HAS_GVS=grads, STORE_GV0=grads, BETA_GRAD=grads, THR_GRAD=grads,
                        BLOCK=L.BWD_BLOCK)
             yield "bwd", L._lif_bwd_kernel, bwd, L.BWD_WARPS, dtype
 

@@ -168,9 +168,9 @@ def test_no_grad_path_saves_nothing(kernel_device):
     T = 3 * MAX_CHUNK
     x = torch.randn(T, 64, device=kernel_device)
     args = (x, None, None, None, 0.9, 1.0, True, 1, 0.0, 0.0, False, True, 0, 2.0, torch.float32)
-    _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False, False)
     assert ckpt.numel() == 0
-    _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True, False)
     assert ckpt.shape == (checkpoint_rows(T), 64) == (2, 64)
 
 
@@ -239,3 +239,20 @@ def test_autograd_saves_only_the_input(kernel_device, T, dtype):
     assert extra == checkpoint_rows(T) * N * 4
     assert extra / x.numel() <= 4 / MAX_CHUNK  # bytes per element beyond x itself
     s.sum().backward()
+
+
+@pytest.mark.parametrize("convention,reset", [("snntorch", "subtract"), ("spikingjelly", "hard")])
+def test_membrane_sequence_output(kernel_device, convention, reset):
+    """return_membrane=True: the state after every step, equal and equally differentiable on both backends."""
+    x, v0, gs, _ = make_inputs(MAX_CHUNK + 5, (3, 11), seed=12)
+    g_seq = torch.randn(x.shape, generator=torch.Generator().manual_seed(13))
+    out = {}
+    for backend in ("triton", "torch"):
+        xx = x.to(kernel_device).clone().requires_grad_()
+        s, v, v_seq = lif(xx, v0.to(kernel_device), convention=convention, reset=reset, return_membrane=True,
+                          backend=backend)
+        ((v_seq * g_seq.to(kernel_device)).sum() + (s * gs.to(kernel_device)).sum()).backward()
+        out[backend] = (s, v, v_seq, xx.grad)
+    (s1, v1, q1, g1), (s2, v2, q2, g2) = out["triton"], out["torch"]
+    assert torch.equal(s1, s2) and torch.equal(q1, q2) and torch.equal(q1[-1], v1)
+    torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-5)

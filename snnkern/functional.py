@@ -28,9 +28,10 @@ def lif(
     surrogate: str = "atan",
     alpha: float | None = None,
     spike_dtype: torch.dtype | None = None,
+    return_membrane: bool = False,
     check_finite: bool = False,
     backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     r"""Leaky integrate-and-fire over all ``T`` steps of ``x_seq`` (shape ``[T, *]``) in one call.
 
     Returns ``(spikes, v_last)``: spikes of shape ``[T, *]`` (dtype of ``x_seq`` unless
@@ -72,6 +73,9 @@ def lif(
 
     ``spike_dtype=torch.bool`` or ``torch.uint8`` stores spikes in 1 byte for inference (no gradient).
 
+    ``return_membrane=True`` also returns the membrane after every step, ``[T, *]`` fp32, as the third
+    output (snnTorch's per-step ``mem``: ``U[t]``; SpikingJelly's ``v_seq``: ``V[t]``), differentiable.
+
     NaN/inf policy: values propagate as IEEE arithmetic does, and a NaN membrane never spikes (both
     comparisons are false for NaN) — identically on every backend.  ``check_finite=True`` instead
     raises ValueError when ``x_seq`` holds NaN or inf (costs a device sync).
@@ -85,7 +89,7 @@ def lif(
     snntorch_style = convention == "snntorch"
     beta = _resolve_beta(beta, tau, x_seq, clamp=snntorch_style)
     return _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
-                surrogate, alpha, spike_dtype, check_finite, backend)
+                surrogate, alpha, spike_dtype, return_membrane, check_finite, backend)
 
 
 def if_(
@@ -100,9 +104,10 @@ def if_(
     surrogate: str = "atan",
     alpha: float | None = None,
     spike_dtype: torch.dtype | None = None,
+    return_membrane: bool = False,
     check_finite: bool = False,
     backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     """Integrate-and-fire: ``lif`` with no leak (``beta = 1``, the input is not scaled).
 
     ``convention="spikingjelly", reset="subtract"`` is the soft-reset IF neuron of ANN->SNN
@@ -112,7 +117,7 @@ def if_(
     _checks.check_state(v0, x_seq)
     convention = _checks.check_choice(convention, "convention", CONVENTIONS)
     return _run(x_seq, v0, 1.0, threshold, reset, v_reset, convention, False, detach_reset,
-                surrogate, alpha, spike_dtype, check_finite, backend)
+                surrogate, alpha, spike_dtype, return_membrane, check_finite, backend)
 
 
 def _resolve_beta(beta, tau, x_seq, *, clamp: bool):
@@ -136,7 +141,7 @@ def _resolve_beta(beta, tau, x_seq, *, clamp: bool):
 
 
 def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
-         surrogate, alpha, spike_dtype, check_finite, backend):
+         surrogate, alpha, spike_dtype, return_membrane, check_finite, backend):
     snntorch_style = convention == "snntorch"
     reset = _checks.check_choice(reset, "reset", RESETS)
     v_reset = _checks.check_number(v_reset, "v_reset")
@@ -163,6 +168,7 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
     if needs_grad and not spike_dtype.is_floating_point:
         raise ValueError(f"spike_dtype={spike_dtype} carries no gradient; use it under torch.no_grad() "
                          "or with inputs that do not require grad")
+    return_membrane = _checks.check_flag(return_membrane, "return_membrane")
     if check_finite and not bool(torch.isfinite(x_seq).all()):
         raise ValueError("x_seq contains NaN or inf (check_finite=True)")
 
@@ -173,8 +179,8 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
     thr_t, thr_value = (threshold, 0.0) if isinstance(threshold, torch.Tensor) else (None, threshold)
 
     if select_backend("lif", backend, x_seq) == "torch":
-        return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype)
-    spikes, v_last, _ = torch.ops.snnkern.lif_fwd(
-        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad
+        return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype, return_membrane)
+    spikes, v_last, v_seq, _ = torch.ops.snnkern.lif_fwd(
+        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad, return_membrane
     )
-    return spikes, v_last
+    return (spikes, v_last, v_seq) if return_membrane else (spikes, v_last)

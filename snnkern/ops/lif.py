@@ -134,12 +134,13 @@ def _lif_fwd_kernel(
     thr_ptr, thr_val,  # threshold, likewise
     s_ptr,  # [T, N] spikes out, spike dtype
     v_last_ptr,  # [N] fp32 final state out
+    vs_ptr,  # [T, N] fp32 state after every step (written if STORE_V)
     ckpt_ptr,  # [ceil(T/CHUNK)-1, N] fp32 state at the start of chunks 1.. (written if SAVE_CKPT)
     T, N,  # time steps, neurons
     v_init, v_reset,  # initial state when no v0; hard-reset target / resting potential
     CHUNK: tl.constexpr, DELAYED: tl.constexpr, RESET: tl.constexpr, DECAY_INPUT: tl.constexpr,
     HAS_V0: tl.constexpr, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr,
-    SAVE_CKPT: tl.constexpr, BLOCK: tl.constexpr,
+    SAVE_CKPT: tl.constexpr, STORE_V: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -151,6 +152,7 @@ def _lif_fwd_kernel(
         state = tl.full([BLOCK], v_init, tl.float32)
     x_ptrs = x_ptr + offs  # pointers advance by N per step: 64-bit arithmetic, no t*N overflow
     s_ptrs = s_ptr + offs
+    vs_ptrs = vs_ptr + offs
     ckpt_ptrs = ckpt_ptr + offs
     for t in range(T):
         if SAVE_CKPT:
@@ -160,6 +162,9 @@ def _lif_fwd_kernel(
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
         h, s, state = _step(state, x, beta, one_minus_beta, leak, thr, v_reset, DELAYED, RESET, DECAY_INPUT)
         tl.store(s_ptrs, s.to(s_ptr.dtype.element_ty), mask=mask)
+        if STORE_V:
+            tl.store(vs_ptrs, state, mask=mask)
+            vs_ptrs += N
         x_ptrs += N
         s_ptrs += N
     tl.store(v_last_ptr + offs, state, mask=mask)
@@ -173,6 +178,7 @@ def _lif_bwd_kernel(
     ckpt_ptr,  # [ceil(T/CHUNK)-1, N] fp32 checkpoints from the forward
     gs_ptr,  # [T, N] grad of spikes (read if HAS_GS)
     gv_last_ptr,  # [N] fp32 grad of the final state (read if HAS_GV)
+    gvs_ptr,  # [T, N] fp32 grad of the state sequence (read if HAS_GVS)
     gx_ptr,  # [T, N] grad of x out, x dtype
     gv0_ptr,  # [N] fp32 grad of v0 out (if STORE_GV0)
     gbeta_ptr,  # [N] fp32 per-neuron grad of beta out (if BETA_GRAD)
@@ -181,7 +187,7 @@ def _lif_bwd_kernel(
     CHUNK: tl.constexpr, DELAYED: tl.constexpr, RESET: tl.constexpr, DECAY_INPUT: tl.constexpr,
     DETACH: tl.constexpr, SURROGATE: tl.constexpr,
     HAS_V0: tl.constexpr, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr,
-    HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, STORE_GV0: tl.constexpr,
+    HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, HAS_GVS: tl.constexpr, STORE_GV0: tl.constexpr,
     BETA_GRAD: tl.constexpr, THR_GRAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -226,6 +232,8 @@ def _lif_bwd_kernel(
                 prev = state0
             else:
                 prev = _state_after(hs[i - 1], thr, v_reset, DELAYED, RESET)
+            if HAS_GVS:  # the state after step t was also an output
+                g_state += tl.load(gvs_ptr + chunk_base + i * N, mask=mask & valid, other=0.0)
             if HAS_GS:
                 gs = tl.load(gs_ptr + chunk_base + i * N, mask=mask & valid, other=0.0).to(tl.float32)
             else:
@@ -308,15 +316,18 @@ def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: to
     return p.to(torch.float32).expand(shape).reshape(N).contiguous(), 0.0, 2
 
 
-def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt):
-    """Launch the fused forward. Returns (spikes [T,*], v_last [*] fp32, checkpoints [rows,*] fp32)."""
+def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt,
+                return_membrane=False):
+    """Launch the fused forward. Returns (spikes [T,*], v_last [*] fp32, v_seq [T,*] fp32 (empty unless
+    return_membrane), checkpoints [rows,*] fp32)."""
     T, shape = x.shape[0], x.shape[1:]
     N = shape.numel()
     spikes = torch.empty(x.shape, dtype=spike_dtype, device=x.device)
     v_last = torch.empty(shape, dtype=torch.float32, device=x.device)
+    v_seq = torch.empty(x.shape if return_membrane else (0,), dtype=torch.float32, device=x.device)
     ckpt = torch.empty((checkpoint_rows(T) if save_ckpt else 0, *shape), dtype=torch.float32, device=x.device)
     if N == 0:
-        return spikes, v_last, ckpt
+        return spikes, v_last, v_seq, ckpt
     x2 = x.contiguous()
     dummy = v_last
     beta_p, beta_f, beta_mode = _param_arg(beta, beta_value, shape, N, dummy)
@@ -324,16 +335,17 @@ def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSp
     v0_n = v0.to(torch.float32).contiguous() if v0 is not None else None
     grid = (triton.cdiv(N, FWD_BLOCK),)
     _lif_fwd_kernel[grid](
-        x2, dummy if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, spikes, v_last, ckpt,
+        x2, dummy if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, spikes, v_last, v_seq, ckpt,
         T, N, float(spec.v_init), float(spec.v_reset),
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
-        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=save_ckpt and ckpt.shape[0] > 0, BLOCK=FWD_BLOCK,
+        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=save_ckpt and ckpt.shape[0] > 0,
+        STORE_V=return_membrane, BLOCK=FWD_BLOCK,
         num_warps=FWD_WARPS, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
     )
-    return spikes, v_last, ckpt
+    return spikes, v_last, v_seq, ckpt
 
 
-def lif_backward(grad_spikes, grad_v_last, x, v0, beta, threshold, ckpt, beta_value, threshold_value,
+def lif_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, ckpt, beta_value, threshold_value,
                  spec: LifSpec, need_v0_grad, need_beta_grad, need_thr_grad):
     """Launch the fused backward. Returns (grad_x, grad_v0, grad_beta, grad_threshold); the last three are
     fp32 per neuron (shape x.shape[1:]) or empty when not asked for."""
@@ -353,14 +365,16 @@ def lif_backward(grad_spikes, grad_v_last, x, v0, beta, threshold, ckpt, beta_va
     v0_n = v0.to(torch.float32).contiguous() if v0 is not None else None
     gs = grad_spikes.contiguous() if grad_spikes is not None else None
     gv = grad_v_last.to(torch.float32).contiguous() if grad_v_last is not None else None
+    gvs = grad_v_seq.to(torch.float32).contiguous() if grad_v_seq is not None else None
     grid = (triton.cdiv(N, BWD_BLOCK),)
     _lif_bwd_kernel[grid](
         x.contiguous(), dummy if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, ckpt, dummy if gs is None else gs, dummy if gv is None else gv,
+        dummy if gvs is None else gvs,
         grad_x, grad_v0, grad_beta, grad_thr,
         T, N, float(spec.v_init), float(spec.v_reset), float(spec.alpha),
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
         DETACH=spec.detach_reset, SURROGATE=spec.surrogate,
-        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, HAS_GS=gs is not None, HAS_GV=gv is not None, STORE_GV0=need_v0_grad,
+        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, HAS_GS=gs is not None, HAS_GV=gv is not None, HAS_GVS=gvs is not None, STORE_GV0=need_v0_grad,
         BETA_GRAD=need_beta_grad, THR_GRAD=need_thr_grad, BLOCK=BWD_BLOCK,
         num_warps=BWD_WARPS, enable_fp_fusion=False,
     )
@@ -378,35 +392,37 @@ def lif_fwd(
     x: torch.Tensor, v0: Optional[torch.Tensor], beta: Optional[torch.Tensor], threshold: Optional[torch.Tensor],
     beta_value: float, threshold_value: float,
     delayed: bool, reset: int, v_reset: float, v_init: float, decay_input: bool, detach_reset: bool,
-    surrogate: int, alpha: float, spike_dtype: torch.dtype, save_for_backward: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    surrogate: int, alpha: float, spike_dtype: torch.dtype, save_for_backward: bool, return_membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     spec = LifSpec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha)
-    return lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec, spike_dtype, save_for_backward)
+    return lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec, spike_dtype, save_for_backward,
+                       return_membrane)
 
 
 @lif_fwd.register_fake
 def _lif_fwd_fake(x, v0, beta, threshold, beta_value, threshold_value, delayed, reset, v_reset, v_init,
-                  decay_input, detach_reset, surrogate, alpha, spike_dtype, save_for_backward):
+                  decay_input, detach_reset, surrogate, alpha, spike_dtype, save_for_backward, return_membrane):
     rows = checkpoint_rows(x.shape[0]) if save_for_backward else 0
     return (x.new_empty(x.shape, dtype=spike_dtype), x.new_empty(x.shape[1:], dtype=torch.float32),
+            x.new_empty(x.shape if return_membrane else (0,), dtype=torch.float32),
             x.new_empty((rows, *x.shape[1:]), dtype=torch.float32))
 
 
 @torch.library.custom_op("snnkern::lif_bwd", mutates_args=())
 def lif_bwd(
-    grad_spikes: Optional[torch.Tensor], grad_v_last: Optional[torch.Tensor],
+    grad_spikes: Optional[torch.Tensor], grad_v_last: Optional[torch.Tensor], grad_v_seq: Optional[torch.Tensor],
     x: torch.Tensor, v0: Optional[torch.Tensor], beta: Optional[torch.Tensor], threshold: Optional[torch.Tensor],
     checkpoints: torch.Tensor, beta_value: float, threshold_value: float,
     delayed: bool, reset: int, v_reset: float, v_init: float, decay_input: bool, detach_reset: bool,
     surrogate: int, alpha: float, need_v0_grad: bool, need_beta_grad: bool, need_threshold_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     spec = LifSpec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha)
-    return lif_backward(grad_spikes, grad_v_last, x, v0, beta, threshold, checkpoints, beta_value,
+    return lif_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, checkpoints, beta_value,
                         threshold_value, spec, need_v0_grad, need_beta_grad, need_threshold_grad)
 
 
 @lif_bwd.register_fake
-def _lif_bwd_fake(grad_spikes, grad_v_last, x, v0, beta, threshold, checkpoints, beta_value, threshold_value,
+def _lif_bwd_fake(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, checkpoints, beta_value, threshold_value,
                   delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha,
                   need_v0_grad, need_beta_grad, need_threshold_grad):
     per_neuron = lambda need: x.new_empty(x.shape[1:] if need else (0,), dtype=torch.float32)  # noqa: E731
@@ -416,21 +432,23 @@ def _lif_bwd_fake(grad_spikes, grad_v_last, x, v0, beta, threshold, checkpoints,
 def _lif_setup_context(ctx, inputs, output):
     x, v0, beta, threshold = inputs[:4]
     ctx.scalars = inputs[4:14]  # beta_value .. alpha (everything the backward op needs)
-    ctx.save_for_backward(x, v0, beta, threshold, output[2])
-    ctx.mark_non_differentiable(output[2])
+    ctx.save_for_backward(x, v0, beta, threshold, output[3])
+    ctx.mark_non_differentiable(output[3])
+    ctx.set_materialize_grads(False)  # unused outputs give None: the kernel then skips reading them
 
 
-def _lif_backward(ctx, grad_spikes, grad_v_last, _grad_ckpt):
+def _lif_backward(ctx, grad_spikes, grad_v_last, grad_v_seq, _grad_ckpt):
     x, v0, beta, threshold, ckpt = ctx.saved_tensors
     need = ctx.needs_input_grad
     grad_x, grad_v0, grad_beta, grad_thr = lif_bwd(
-        grad_spikes, grad_v_last, x, v0, beta, threshold, ckpt, *ctx.scalars,
+        grad_spikes, grad_v_last, None if grad_v_seq is None or grad_v_seq.numel() == 0 else grad_v_seq, x, v0, beta, threshold, ckpt,
+        *ctx.scalars,
         bool(need[1]), bool(need[2]), bool(need[3]),
     )
     grad_v0 = grad_v0.to(v0.dtype) if need[1] else None
     grad_beta = grad_beta.sum_to_size(beta.shape).to(beta.dtype) if need[2] else None
     grad_thr = grad_thr.sum_to_size(threshold.shape).to(threshold.dtype) if need[3] else None
-    return (grad_x if need[0] else None, grad_v0, grad_beta, grad_thr) + (None,) * 12
+    return (grad_x if need[0] else None, grad_v0, grad_beta, grad_thr) + (None,) * 13
 
 
 lif_fwd.register_autograd(_lif_backward, setup_context=_lif_setup_context)
@@ -441,11 +459,12 @@ lif_fwd.register_autograd(_lif_backward, setup_context=_lif_setup_context)
 # ----------------------------------------------------------------------------------------------
 
 
-def lif_reference(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype=None):
+def lif_reference(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype=None,
+                  return_membrane=False):
     """Step-by-step LIF in PyTorch with the kernels' arithmetic, in the kernels' order.
 
     Computes in fp32 (fp64 for fp64 input); returns (spikes [T,*] in ``spike_dtype`` or x's dtype,
-    final state [*] in the compute dtype)."""
+    final state [*] in the compute dtype), plus the state after every step [T,*] if return_membrane."""
     cdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     as_c = lambda p, value: torch.as_tensor(p if p is not None else value, dtype=cdtype, device=x.device)  # noqa: E731
     beta_t, thr = as_c(beta, beta_value), as_c(threshold, threshold_value)
@@ -458,7 +477,7 @@ def lif_reference(x, v0, beta, threshold, beta_value, threshold_value, spec: Lif
         h = beta_t * v + (one_minus_beta * xt if spec.decay_input else xt)
         return h + leak if spec.reset == 2 else h
 
-    spikes = []
+    spikes, states = [], []
     for xt in x.to(cdtype).unbind(0):
         if spec.delayed:  # snnTorch: detached reset signal from the previous membrane, strict '>'
             r = (state.detach() - thr.detach() > 0).to(cdtype)
@@ -481,5 +500,6 @@ def lif_reference(x, v0, beta, threshold, beta_value, threshold_value, spec: Lif
             else:
                 state = h
         spikes.append(s)
-    out = torch.stack(spikes) if spikes else x.new_empty(x.shape, dtype=cdtype)
-    return out.to(spike_dtype or x.dtype), state
+        states.append(state)
+    out = torch.stack(spikes).to(spike_dtype or x.dtype)
+    return (out, state, torch.stack(states)) if return_membrane else (out, state)
