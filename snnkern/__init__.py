@@ -2,10 +2,12 @@
 
 Importing snnkern registers its ops (namespace ``torch.ops.snnkern``) and never initializes CUDA.
 """
-from . import functional, ops
+from . import convert, functional, nn, ops
 from ._dispatch import BACKENDS, last_backend
+from .convert import SwapReport, swap
 from .ops._triton import HAS_TRITON
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "ops", "last_backend", "BACKENDS", "HAS_TRITON", "__version__"]
+__all__ = ["functional", "nn", "ops", "convert", "swap", "SwapReport", "last_backend", "BACKENDS", "HAS_TRITON",
+           "__version__"]

@@ -1,0 +1,136 @@
+"""``snnkern.swap``: replace snnTorch / SpikingJelly neuron layers by snnkern's fused ones, exactly.
+
+One table (``SWAP_TABLE``) lists, per foreign class, where its fast subclass lives and which of
+its options snnkern reproduces.  A layer with an option outside that set is left untouched and
+reported (with a warning naming the option): never swapped approximately.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from .._dispatch import BACKENDS
+from .._checks import check_choice
+from .compat import SNNTORCH_RESETS, snntorch_surrogate, spikingjelly_surrogate
+
+
+def _is_one(t) -> bool:
+    return t.numel() == 1 and float(t) == 1.0
+
+
+def _snntorch_leaky_unsupported(m) -> list[str]:
+    problems = []
+    if m.surrogate_disable:
+        problems.append("surrogate_disable=True")
+    if snntorch_surrogate(m.spike_grad) is None:
+        problems.append(f"spike_grad={getattr(m.spike_grad, '__qualname__', m.spike_grad)!r} (not an exact snnkern surrogate)")
+    if m.inhibition:
+        problems.append("inhibition=True")
+    if m.state_quant:
+        problems.append("state_quant")
+    if not getattr(m, "reset_delay", True):
+        problems.append("reset_delay=False")
+    if m._reset_mechanism not in SNNTORCH_RESETS:
+        problems.append(f"reset_mechanism={m._reset_mechanism!r}")
+    gsf = m.graded_spikes_factor
+    if gsf.requires_grad or not _is_one(gsf):
+        problems.append("graded_spikes_factor != 1")
+    return problems
+
+
+def _spikingjelly_node_unsupported(m) -> list[str]:
+    problems = []
+    if spikingjelly_surrogate(m.surrogate_function) is None:
+        problems.append(f"surrogate_function={m.surrogate_function!r} (not an exact snnkern surrogate)")
+    if getattr(m, "store_v_seq", False):
+        problems.append("store_v_seq=True")
+    if getattr(m, "_neuron_precision", None) is not None:
+        problems.append("custom neuron precision")
+    if not isinstance(m.v_threshold, (int, float)):
+        problems.append("non-float v_threshold")
+    if m.v_reset is not None and not isinstance(m.v_reset, (int, float)):
+        problems.append("non-float v_reset")
+    return problems
+
+
+@dataclass(frozen=True)
+class SwapRule:
+    library: str  # top-level package; the rule applies only once the user has imported it
+    foreign: str  # class name, as the report shows it
+    fast_module: str  # module holding FAST = {foreign class: snnkern subclass}
+    unsupported: Callable[[nn.Module], list]  # options snnkern cannot reproduce exactly
+
+
+SWAP_TABLE = [
+    SwapRule("snntorch", "snntorch.Leaky", "snnkern.convert._snntorch", _snntorch_leaky_unsupported),
+    SwapRule("spikingjelly", "spikingjelly LIFNode", "snnkern.convert._spikingjelly", _spikingjelly_node_unsupported),
+    SwapRule("spikingjelly", "spikingjelly IFNode", "snnkern.convert._spikingjelly", _spikingjelly_node_unsupported),
+    SwapRule("spikingjelly", "spikingjelly ParametricLIFNode", "snnkern.convert._spikingjelly",
+             _spikingjelly_node_unsupported),
+]
+
+
+@dataclass
+class SwapReport:
+    """What ``swap`` did: ``swapped`` as (name, foreign class, snnkern class), ``left`` as
+    (name, foreign class, [reasons]); ``model`` is the swapped model (a copy when inplace=False)."""
+
+    model: nn.Module
+    swapped: list = field(default_factory=list)
+    left: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"snnkern.swap: {len(self.swapped)} swapped, {len(self.left)} left as they were"]
+        lines += [f"  swapped {name or '<root>'}: {src} -> {dst}" for name, src, dst in self.swapped]
+        lines += [f"  left    {name or '<root>'}: {src} ({'; '.join(why)})" for name, src, why in self.left]
+        return "\n".join(lines)
+
+
+def _fast_classes() -> dict:
+    """foreign class -> (rule, snnkern subclass), for the libraries the user has imported."""
+    table = {}
+    for rule in SWAP_TABLE:
+        if rule.library in sys.modules:
+            for foreign, fast in importlib.import_module(rule.fast_module).FAST.items():
+                if foreign.__name__ in rule.foreign:
+                    table[foreign] = (rule, fast)
+    return table
+
+
+def swap(model: nn.Module, inplace: bool = True, *, backend: str = "auto") -> SwapReport:
+    """Swap every snnTorch ``Leaky`` and SpikingJelly ``LIFNode``/``IFNode``/``ParametricLIFNode`` in
+    ``model`` for snnkern's fused equivalent with identical semantics, and return a ``SwapReport``.
+
+    The swap changes each layer's class in place (a subclass of the original), so parameters,
+    buffers, hooks, device, dtype, state and the library's own reset utilities all carry over.
+    Layers whose options snnkern cannot reproduce exactly stay as they are, with a warning.
+    ``inplace=False`` swaps a deep copy (``report.model``).  ``backend`` is passed to the kernels.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_choice(backend, "backend", BACKENDS)
+    if not inplace:
+        model = copy.deepcopy(model)
+    report = SwapReport(model)
+    table = _fast_classes()
+    for name, module in model.named_modules():
+        entry = table.get(type(module))  # exact class: a user subclass may change the semantics
+        if entry is None:
+            continue
+        rule, fast = entry
+        problems = rule.unsupported(module)
+        if problems:
+            warnings.warn(f"snnkern.swap left {name or '<root>'} ({rule.foreign}) as it was: {'; '.join(problems)}",
+                          stacklevel=2)
+            report.left.append((name, rule.foreign, problems))
+            continue
+        module.__class__ = fast
+        module.snnkern_backend = backend
+        report.swapped.append((name, rule.foreign, f"{fast.__module__}.{fast.__name__}"))
+    return report

@@ -1,0 +1,8 @@
+"""Spiking layers, sequence containers, encoders and losses."""
+from .encoding import direct, latency, predict, rate, spike_count
+from .losses import ce_rate_loss, mse_count_loss
+from .multistep import Multistep, SpikingSequential
+from .neurons import IF, LIF, PLIF, SpikingNeuron, detach_states, reset_states
+
+__all__ = ["LIF", "IF", "PLIF", "SpikingNeuron", "reset_states", "detach_states", "Multistep", "SpikingSequential",
+           "direct", "rate", "latency", "spike_count", "predict", "mse_count_loss", "ce_rate_loss"]
