@@ -1,7 +1,8 @@
 """Render a pytest-benchmark JSON of this suite as markdown: ``python -m bench.report OUT.json [> OUT.md]``.
 
-Times are the do_bench medians (CUDA events) stored in ``extra_info``; ratios are peer time over
-snnkern time in the same run, so >1 means snnkern is faster.
+Times are the do_bench medians (CUDA events) stored in ``extra_info``; ratios are each row's time
+over the group's baseline in the same run (snnkern for kernel groups, the original model for swap
+groups), so >1 means slower than the baseline.
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def render(data: dict) -> str:
         if r.get("impl") != "copy":
             groups[r["group"]].append(r)
     for group, rows in groups.items():
-        base = next((r["ms_median"] for r in rows if r.get("impl") == "snnkern"), None)
+        base = next((r["ms_median"] for r in rows if r.get("baseline") or r.get("impl") == "snnkern"), None)
         lines += [f"## {group}", "",
-                  "| impl | median ms | q20–q80 ms | time / snnkern | GB/s | % of copy BW | peak MiB |",
+                  "| impl | median ms | q20–q80 ms | time / baseline | GB/s | % of copy BW | peak MiB |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(rows, key=lambda r: r["ms_median"]):
             ratio = r["ms_median"] / base if base else None
