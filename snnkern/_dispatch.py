@@ -21,21 +21,23 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def select_backend(op: str, backend, x: torch.Tensor) -> str:
+def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name: str = "x_seq") -> str:
+    """Resolve ``backend`` for op ``op`` on input ``x`` (named ``name`` in errors) whose kernels take ``dtypes``."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto":
-        kernel_ok = HAS_TRITON and x.is_cuda and x.dtype in KERNEL_DTYPES
+        kernel_ok = HAS_TRITON and x.is_cuda and x.dtype in dtypes
         backend = "triton" if kernel_ok else "torch"
     elif backend == "triton":
         if not HAS_TRITON:
             raise ValueError("backend='triton' needs the triton package, which is not installed")
         if not (x.is_cuda or (x.device.type == "cpu" and triton_interpret())):
             raise ValueError(
-                f"backend='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1); x_seq is on {x.device}"
+                f"backend='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1); {name} is on {x.device}"
             )
-        if x.dtype not in KERNEL_DTYPES:
-            raise ValueError(f"backend='triton' supports float32/bfloat16/float16 x_seq, got {x.dtype}; use backend='torch'")
+        if x.dtype not in dtypes:
+            raise ValueError(f"backend='triton' supports {name} of dtype {', '.join(map(str, dtypes))}, got "
+                             f"{x.dtype}; use backend='torch'")
     _last_backend[op] = backend
     return backend
 

@@ -7,6 +7,7 @@ from . import _checks
 from ._dispatch import select_backend
 from .ops.lif import RESET_CODES, LifSpec, lif_reference
 from .ops.surrogate import resolve_surrogate
+from .functional_spikes import pack_spikes, spike_linear, unpack_spikes  # noqa: F401  (re-exported)
 
 CONVENTIONS = ("snntorch", "spikingjelly")
 RESETS = ("subtract", "zero", "hard", "none")

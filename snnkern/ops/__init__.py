@@ -1,5 +1,5 @@
 """Registered torch ops (namespace ``snnkern``), their Triton kernels, launchers and references."""
-from . import lif, surrogate  # noqa: F401  (importing registers the ops)
+from . import lif, spike_linear, spike_pack, surrogate  # noqa: F401  (importing registers the ops)
 from ._triton import HAS_TRITON
 
-__all__ = ["lif", "surrogate", "HAS_TRITON"]
+__all__ = ["lif", "spike_linear", "spike_pack", "surrogate", "HAS_TRITON"]

@@ -1,0 +1,117 @@
+"""Functional API for binary spikes: bit packing and event-driven spike x weight accumulation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+from ._dispatch import select_backend
+from .ops.spike_linear import spike_linear_op, spike_linear_reference, weight_parts
+from .ops.spike_pack import pack_reference, packed_words, unpack_reference
+
+SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
+PACK_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8)
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+ALGORITHMS = ("auto", "tiles", "gather", "dense")
+# Firing rate below which "auto" takes the gather kernel. Provisional: set from the CPU-interpreter
+# era; the GPU benchmark (bench/test_spike_linear.py) is what should fix it.
+GATHER_BELOW_RATE = 0.01
+
+
+def is_binary(s: torch.Tensor) -> bool:
+    """True when every element is 0 or 1 (one pass over s, and a device sync)."""
+    if s.dtype == torch.bool:
+        return True
+    return bool(((s == 0) | (s == 1)).all())
+
+
+def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
+    """Pack binary spikes along the last dim: ``[..., K]`` -> int32 ``[..., ceil(K/32)]``.
+
+    Bit j of word w holds ``s[..., 32*w + j]`` (LSB first); padding bits are 0. ``check`` raises
+    ValueError on values other than 0/1 (``check=False``: any nonzero counts as a spike)."""
+    if not isinstance(s, torch.Tensor):
+        raise TypeError(f"s must be a torch.Tensor, got {type(s).__name__}")
+    if s.dtype not in SPIKE_INPUT_DTYPES:
+        raise TypeError(f"s must be a float, bool or uint8 tensor, got {s.dtype}")
+    if s.dim() < 1:
+        raise ValueError("s must have at least one dim (the packed one)")
+    if check and not is_binary(s):
+        raise ValueError("s holds values other than 0 and 1 (pass check=False to treat nonzero as a spike)")
+    if select_backend("pack_spikes", backend, s, PACK_KERNEL_DTYPES, "s") == "torch":
+        return pack_reference(s)
+    return torch.ops.snnkern.pack_spikes(s.detach())
+
+
+def unpack_spikes(p: torch.Tensor, n: int, *, dtype: torch.dtype = torch.float32, backend: str = "auto") -> torch.Tensor:
+    """Inverse of ``pack_spikes``: int32 ``[..., W]`` -> ``[..., n]`` spikes of ``dtype``."""
+    if not isinstance(p, torch.Tensor) or p.dtype != torch.int32:
+        raise TypeError("p must be an int32 tensor from pack_spikes")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or packed_words(n) != (p.shape[-1] if p.dim() else -1):
+        raise ValueError(f"n must be the unpacked length: an int with ceil(n/32) == {p.shape[-1] if p.dim() else 0}; "
+                         f"got {n!r}")
+    if select_backend("unpack_spikes", backend, p, (torch.int32,), "p") == "torch":
+        return unpack_reference(p, n, dtype)
+    return torch.ops.snnkern.unpack_spikes(p, n, dtype)
+
+
+def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, strict: bool = False,
+                 assume_binary: bool = False, algorithm: str = "auto", weight_parts_cache: torch.Tensor | None = None,
+                 backend: str = "auto") -> torch.Tensor:
+    """``x @ weight.T + bias`` for binary spikes ``x`` ``[..., K]``, accumulating only what spiked.
+
+    ``x`` may also be its packed form (int32 ``[..., ceil(K/32)]`` from ``pack_spikes``; no gradient
+    then flows to x).  Weights fp32/bf16/fp16, accumulation fp32, output in the weight's dtype.
+    Gradients: ``grad_x = dY @ W`` (dense), ``grad_W = dY.T @ S`` from the saved bits, ``grad_b``.
+
+    ``algorithm``: ``"tiles"`` (tensor cores on unpacked bits, empty tiles skipped), ``"gather"``
+    (per-row walk over the set bits), ``"dense"`` (cuBLAS on the spikes), or ``"auto"``: gather
+    below a firing rate of ``GATHER_BELOW_RATE``, else tiles (measuring the rate costs a sync).
+    Non-binary ``x``: ``strict=True`` raises ValueError, otherwise the dense path runs.
+    ``assume_binary=True`` skips the binary check (a sync) for inputs you know are spikes.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-D tensor [out_features, in_features]")
+    if weight.dtype not in WEIGHT_DTYPES:
+        raise TypeError(f"weight must be float32, bfloat16 or float16, got {weight.dtype}")
+    N, K = weight.shape
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or bias.shape != (N,):
+            raise ValueError(f"bias must be a tensor of shape ({N},)")
+        if bias.device != weight.device:
+            raise ValueError(f"bias is on {bias.device} but weight is on {weight.device}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.device != weight.device:
+        raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
+    algorithm = _checks.check_choice(algorithm, "algorithm", ALGORITHMS)
+    packed = x.dtype == torch.int32
+    if packed:
+        if x.dim() < 1 or x.shape[-1] != packed_words(K):
+            raise ValueError(f"packed x must have {packed_words(K)} int32 words in its last dim for K={K}")
+    else:
+        if x.dtype not in SPIKE_INPUT_DTYPES:
+            raise TypeError(f"x must be a float, bool or uint8 spike tensor (or int32 packed), got {x.dtype}")
+        if x.dim() < 1 or x.shape[-1] != K:
+            raise ValueError(f"x must have shape [..., {K}] to match weight {tuple(weight.shape)}; got {tuple(x.shape)}")
+        if not assume_binary and not is_binary(x):
+            if strict:
+                raise ValueError("x holds values other than 0 and 1 (strict=True)")
+            algorithm = "dense"
+    lead = x.shape[:-1]
+    if algorithm == "dense":
+        dense = unpack_spikes(x, K, dtype=weight.dtype, backend=backend) if packed else x.to(weight.dtype)
+        return F.linear(dense, weight, bias)
+    if select_backend("spike_linear", backend, weight, WEIGHT_DTYPES, "weight") == "torch":
+        dense = unpack_spikes(x, K, dtype=weight.dtype, backend="torch") if packed else x
+        return spike_linear_reference(dense, weight, bias)
+    x2 = x.reshape(-1, x.shape[-1])
+    bits = x2 if packed else pack_spikes(x2, check=False, backend="triton")
+    if algorithm == "auto":
+        rate = (x2 != 0).float().mean() if not packed else unpack_spikes(x2, K, backend="triton").mean()
+        algorithm = "gather" if rate.item() < GATHER_BELOW_RATE else "tiles"
+    parts = None
+    if algorithm == "tiles":
+        parts = weight_parts_cache if weight_parts_cache is not None else weight_parts(weight.detach())
+    y = spike_linear_op(None if packed else x2, bits, K, weight, bias, parts, algorithm)
+    return y.reshape(*lead, N)

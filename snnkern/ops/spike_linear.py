@@ -1,0 +1,169 @@
+"""Spike x weight accumulation: ``y = S @ W.T + b`` for binary spikes S, reading S as packed bits.
+
+Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
+
+- ``tiles``: a tensor-core GEMM whose A operand is unpacked from bits in registers; a tile of
+  BLOCK_M rows x BLOCK_K inputs with no spike is skipped (event-driven at tile granularity).  Spikes
+  are exactly 0/1 in bf16/fp16, so the products are exact; fp32 weights are split into three bf16
+  parts (hi + mid + lo == W to fp32 precision), so fp32 weights keep fp32 accuracy on tensor cores.
+- ``gather``: the event-driven kernel proper: each program owns one row and walks only its set bits,
+  adding the matching rows of W.T (fp32 accumulation, any weight dtype).  Work scales with the
+  number of spikes, for very sparse input.
+
+Autograd (registered on the op): the forward saves the bits, never the dense spikes;
+grad_input = dY @ W (dense: the upstream neuron needs it), grad_weight = dY.T @ S with S unpacked
+on the fly, grad_bias = dY.sum(0).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._triton import tl, triton
+from .spike_pack import packed_words, unpack_forward
+
+ALGORITHMS = ("tiles", "gather")
+TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 4
+GATHER_N, GATHER_WARPS = 256, 4
+
+
+@triton.jit
+def _spike_mm_tiles_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    w_ptr,  # [PARTS, N, K] weight parts (bf16/fp16), contiguous
+    b_ptr,  # [N] bias (if HAS_BIAS)
+    y_ptr,  # [M, N] output
+    M, N, K, W,
+    PARTS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    WORDS: tl.constexpr = BLOCK_K // 32
+    offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    bits = tl.arange(0, 32)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        wi = kb * WORDS + tl.arange(0, WORDS)
+        words = tl.load(p_ptr + offs_m[:, None] * W + wi[None, :],
+                        mask=(offs_m < M)[:, None] & (wi < W)[None, :], other=0)
+        if tl.max(tl.where(words != 0, 1, 0)) > 0:  # no spike in this tile: nothing to add
+            a = tl.reshape((words[:, :, None] >> bits[None, None, :]) & 1, [BLOCK_M, BLOCK_K])
+            ks = kb * BLOCK_K + tl.arange(0, BLOCK_K)
+            w_ptrs = w_ptr + offs_n[None, :] * K + ks[:, None]  # W.T tile [BLOCK_K, BLOCK_N]
+            w_mask = (ks < K)[:, None] & (offs_n < N)[None, :]
+            for part in tl.static_range(PARTS):
+                wt = tl.load(w_ptrs + part * N * K, mask=w_mask, other=0.0)
+                if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 operands give the same sums
+                    acc = tl.dot(a.to(tl.float32), wt.to(tl.float32), acc, input_precision="ieee")
+                else:
+                    acc = tl.dot(a.to(wt.dtype), wt, acc)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=(offs_m < M)[:, None] & (offs_n < N)[None, :])
+
+
+@triton.jit
+def _spike_mm_gather_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    wt_ptr,  # [K, N] W.T, contiguous (row k = the weights leaving input k)
+    b_ptr,  # [N] bias (if HAS_BIAS)
+    y_ptr,  # [M, N] output
+    N, W,
+    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    offs_n = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    acc = tl.zeros([BLOCK_N], tl.float32)
+    for w in range(W):
+        word = tl.load(p_ptr + row * W + w)
+        if word != 0:  # visit only the inputs that spiked
+            for j in tl.static_range(32):
+                if ((word >> j) & 1) != 0:
+                    k = w * 32 + j
+                    acc += tl.load(wt_ptr + k.to(tl.int64) * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * N + offs_n, acc.to(y_ptr.dtype.element_ty), mask=n_mask)
+
+
+def weight_parts(weight: torch.Tensor) -> torch.Tensor:
+    """[PARTS, N, K] tensor-core operands whose sum is ``weight``: itself for fp16/bf16, and for fp32
+    three bf16 parts hi + mid + lo (8 significant bits each: 24, all of fp32's)."""
+    if weight.dtype in (torch.float16, torch.bfloat16):
+        return weight.contiguous().unsqueeze(0)
+    w = weight.float()
+    hi = w.to(torch.bfloat16)
+    r = w - hi.float()
+    mid = r.to(torch.bfloat16)
+    lo = (r - mid.float()).to(torch.bfloat16)
+    return torch.stack([hi, mid, lo])
+
+
+def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None):
+    """Launch one kernel: bits [M, W] int32, weight [N, k] -> [M, N] in weight's dtype."""
+    M, W = bits.shape
+    N = weight.shape[0]
+    y = torch.empty((M, N), dtype=weight.dtype, device=bits.device)
+    if y.numel() == 0:
+        return y
+    if k == 0:
+        return y.zero_() if bias is None else y.copy_(bias.expand(M, N))
+    bits = bits.contiguous()
+    b = bias.contiguous() if bias is not None else y
+    if algorithm == "gather":
+        wt = weight.t().contiguous()
+        _spike_mm_gather_kernel[(M, triton.cdiv(N, GATHER_N))](
+            bits, wt, b, y, N, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
+    else:
+        parts = weight_parts(weight) if parts is None else parts
+        _spike_mm_tiles_kernel[(triton.cdiv(M, TILE_M), triton.cdiv(N, TILE_N))](
+            bits, parts, b, y, M, N, k, W, PARTS=parts.shape[0], HAS_BIAS=bias is not None,
+            UPCAST_DOT=not bits.is_cuda,
+            BLOCK_M=TILE_M, BLOCK_N=TILE_N, BLOCK_K=TILE_K, num_warps=TILE_WARPS)
+    return y
+
+
+@torch.library.custom_op("snnkern::spike_linear", mutates_args=())
+def spike_linear_op(x: Optional[torch.Tensor], bits: torch.Tensor, k: int, weight: torch.Tensor,
+                    bias: Optional[torch.Tensor], parts: Optional[torch.Tensor], algorithm: str) -> torch.Tensor:
+    """bits: packed spikes [M, ceil(k/32)], what the kernels read. x: the same spikes dense [M, k] when
+    a gradient must reach them (it is never read), else None."""
+    return spike_linear_forward(bits, k, weight, bias, algorithm, parts)
+
+
+@spike_linear_op.register_fake
+def _spike_linear_fake(x, bits, k, weight, bias, parts, algorithm):
+    return bits.new_empty((bits.shape[0], weight.shape[0]), dtype=weight.dtype)
+
+
+def _setup(ctx, inputs, output):
+    x, bits, k, weight, bias, _parts, _algorithm = inputs
+    ctx.k, ctx.has_bias = k, bias is not None
+    ctx.x_dtype = x.dtype if x is not None else None
+    ctx.save_for_backward(bits, weight)  # the spikes as bits: k/8 bytes a row
+
+
+def _backward(ctx, grad_y):
+    bits, weight = ctx.saved_tensors
+    need_x, _, _, need_w, need_b = ctx.needs_input_grad[:5]
+    grad_y = grad_y.to(weight.dtype)
+    grad_x = (grad_y @ weight).to(ctx.x_dtype) if need_x else None
+    grad_w = grad_y.t() @ unpack_forward(bits, ctx.k, weight.dtype) if need_w else None
+    grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
+    return grad_x, None, None, grad_w, grad_b, None, None
+
+
+spike_linear_op.register_autograd(_backward, setup_context=_setup)
+
+
+def spike_linear_reference(x, weight, bias=None):
+    """Dense PyTorch: F.linear on the spikes with fp32 accumulation, in weight's dtype."""
+    y = torch.nn.functional.linear(x.float(), weight.float(), None if bias is None else bias.float())
+    return y.to(weight.dtype)
+
+
+__all__ = ["ALGORITHMS", "weight_parts", "spike_linear_forward", "spike_linear_op", "spike_linear_reference",
+           "packed_words"]

@@ -1,0 +1,111 @@
+"""Bit-packed spikes: 32 binary spikes per int32 word along the last dimension.
+
+Layout: for spikes ``s[..., K]`` the packed tensor is ``p[..., ceil(K/32)]`` (int32) with
+``bit j of p[..., w] == s[..., 32*w + j]`` (least significant bit first); bits past K are 0.
+Words are int32 (bit 31 is the sign bit) because that is what torch and Triton index cheapest.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._triton import tl, triton
+
+WORD_BITS = 32
+PACK_BLOCK_W = 64  # words per program
+
+
+def packed_words(K: int) -> int:
+    return (K + WORD_BITS - 1) // WORD_BITS
+
+
+@triton.jit
+def _pack_kernel(
+    s_ptr,  # [M, K] spikes (any dtype; nonzero = spike), contiguous
+    p_ptr,  # [M, W] int32 out
+    K, W,  # spikes and words per row
+    BLOCK_W: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    words = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    bits = tl.arange(0, 32)
+    k = words[:, None] * 32 + bits[None, :]  # [BLOCK_W, 32] element index of every bit
+    s = tl.load(s_ptr + row * K + k, mask=k < K, other=0)
+    # distinct powers of two: their sum is their OR, and bit 31 wraps to the sign bit as wanted
+    # compared in fp32: -0.0 is no spike, and the interpreter mis-reads raw bf16
+    word = tl.sum(tl.where(s.to(tl.float32) != 0.0, 1, 0).to(tl.int32) << bits[None, :], axis=1)
+    tl.store(p_ptr + row * W + words, word, mask=words < W)
+
+
+@triton.jit
+def _unpack_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    s_ptr,  # [M, K] spikes out, any dtype
+    K, W,
+    BLOCK_W: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    words = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    bits = tl.arange(0, 32)
+    word = tl.load(p_ptr + row * W + words, mask=words < W, other=0)
+    s = (word[:, None] >> bits[None, :]) & 1
+    k = words[:, None] * 32 + bits[None, :]
+    # through fp32: Triton's CPU interpreter converts int -> bf16 wrongly
+    tl.store(s_ptr + row * K + k, s.to(tl.float32).to(s_ptr.dtype.element_ty), mask=k < K)
+
+
+def pack_forward(s: torch.Tensor) -> torch.Tensor:
+    K = s.shape[-1]
+    W = packed_words(K)
+    s2 = s.reshape(-1, K).contiguous()
+    if s2.dtype == torch.bool:
+        s2 = s2.view(torch.uint8)  # same bytes; Triton loads uint8 plainly
+    out = torch.empty((s2.shape[0], W), dtype=torch.int32, device=s.device)
+    if out.numel():
+        _pack_kernel[(s2.shape[0], triton.cdiv(W, PACK_BLOCK_W))](s2, out, K, W, BLOCK_W=PACK_BLOCK_W)
+    return out.reshape(*s.shape[:-1], W)
+
+
+def unpack_forward(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
+    W = p.shape[-1]
+    p2 = p.reshape(-1, W).contiguous()
+    out = torch.empty((p2.shape[0], K), dtype=dtype, device=p.device)
+    view = out.view(torch.uint8) if dtype == torch.bool else out
+    if out.numel():
+        _unpack_kernel[(p2.shape[0], triton.cdiv(W, PACK_BLOCK_W))](p2, view, K, W, BLOCK_W=PACK_BLOCK_W)
+    return out.reshape(*p.shape[:-1], K)
+
+
+@torch.library.custom_op("snnkern::pack_spikes", mutates_args=())
+def pack_spikes_op(s: torch.Tensor) -> torch.Tensor:
+    return pack_forward(s)
+
+
+@pack_spikes_op.register_fake
+def _pack_fake(s):
+    return s.new_empty((*s.shape[:-1], packed_words(s.shape[-1])), dtype=torch.int32)
+
+
+@torch.library.custom_op("snnkern::unpack_spikes", mutates_args=())
+def unpack_spikes_op(p: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    return unpack_forward(p, k, dtype)
+
+
+@unpack_spikes_op.register_fake
+def _unpack_fake(p, k, dtype):
+    return p.new_empty((*p.shape[:-1], k), dtype=dtype)
+
+
+def pack_reference(s: torch.Tensor) -> torch.Tensor:
+    K = s.shape[-1]
+    W = packed_words(K)
+    bits = torch.zeros((*s.shape[:-1], W * WORD_BITS), dtype=torch.int64, device=s.device)
+    bits[..., :K] = (s != 0).to(torch.int64)
+    weights = torch.ones(WORD_BITS, dtype=torch.int64, device=s.device) << torch.arange(WORD_BITS, device=s.device)
+    words = (bits.reshape(*s.shape[:-1], W, WORD_BITS) * weights).sum(-1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # two's complement
+
+
+def unpack_reference(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
+    shifts = torch.arange(WORD_BITS, device=p.device, dtype=torch.int32)
+    bits = (p.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(*p.shape[:-1], -1)[..., :K].to(dtype)
