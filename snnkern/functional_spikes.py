@@ -25,6 +25,23 @@ def is_binary(s: torch.Tensor) -> bool:
     return bool(((s == 0) | (s == 1)).all())
 
 
+def _binary_and_rate(x: torch.Tensor) -> tuple[bool, float]:
+    if x.numel() == 0:
+        return True, 0.0
+    binary = torch.ones((), device=x.device) if x.dtype == torch.bool else ((x == 0) | (x == 1)).all().float()
+    binary, rate = torch.stack([binary, (x != 0).float().mean()]).tolist()
+    return binary == 1.0, rate
+
+
+def firing_rate(bits: torch.Tensor, k: int) -> float:
+    """Fraction of set bits among k spikes per row of packed spikes (a device sync)."""
+    if bits.numel() == 0 or k == 0:
+        return 0.0
+    shifts = torch.arange(32, device=bits.device, dtype=torch.int32)
+    ones = ((bits.unsqueeze(-1) >> shifts) & 1).sum()
+    return ones.item() / (bits.numel() // bits.shape[-1] * k)
+
+
 def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
     """Pack binary spikes along the last dim: ``[..., K]`` -> int32 ``[..., ceil(K/32)]``.
 
@@ -94,7 +111,10 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
             raise TypeError(f"x must be a float, bool or uint8 spike tensor (or int32 packed), got {x.dtype}")
         if x.dim() < 1 or x.shape[-1] != K:
             raise ValueError(f"x must have shape [..., {K}] to match weight {tuple(weight.shape)}; got {tuple(x.shape)}")
-        if not assume_binary and not is_binary(x):
+    rate = None
+    if not packed and not assume_binary:
+        binary, rate = _binary_and_rate(x)  # one sync for both questions
+        if not binary:
             if strict:
                 raise ValueError("x holds values other than 0 and 1 (strict=True)")
             algorithm = "dense"
@@ -108,8 +128,9 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     x2 = x.reshape(-1, x.shape[-1])
     bits = x2 if packed else pack_spikes(x2, check=False, backend="triton")
     if algorithm == "auto":
-        rate = (x2 != 0).float().mean() if not packed else unpack_spikes(x2, K, backend="triton").mean()
-        algorithm = "gather" if rate.item() < GATHER_BELOW_RATE else "tiles"
+        if rate is None:
+            rate = firing_rate(bits, K)
+        algorithm = "gather" if rate < GATHER_BELOW_RATE else "tiles"
     parts = None
     if algorithm == "tiles":
         parts = weight_parts_cache if weight_parts_cache is not None else weight_parts(weight.detach())

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ._triton import tl, triton
-from .spike_pack import packed_words, unpack_forward
+from .spike_pack import packed_words
 
 ALGORITHMS = ("tiles", "gather")
 TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 4
@@ -151,7 +151,8 @@ def _backward(ctx, grad_y):
     need_x, _, _, need_w, need_b = ctx.needs_input_grad[:5]
     grad_y = grad_y.to(weight.dtype)
     grad_x = (grad_y @ weight).to(ctx.x_dtype) if need_x else None
-    grad_w = grad_y.t() @ unpack_forward(bits, ctx.k, weight.dtype) if need_w else None
+    # through the registered op, so that compiled/traced backward graphs see an op, not a launch
+    grad_w = grad_y.t() @ torch.ops.snnkern.unpack_spikes(bits, ctx.k, weight.dtype) if need_w else None
     grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
     return grad_x, None, None, grad_w, grad_b, None, None
 
@@ -161,7 +162,8 @@ spike_linear_op.register_autograd(_backward, setup_context=_setup)
 
 def spike_linear_reference(x, weight, bias=None):
     """Dense PyTorch: F.linear on the spikes with fp32 accumulation, in weight's dtype."""
-    y = torch.nn.functional.linear(x.float(), weight.float(), None if bias is None else bias.float())
+    c = torch.promote_types(weight.dtype, torch.float32)  # fp32 accumulation (fp64 stays fp64)
+    y = torch.nn.functional.linear(x.to(c), weight.to(c), None if bias is None else bias.to(c))
     return y.to(weight.dtype)
 
 

@@ -1,0 +1,242 @@
+"""Bit-packed spikes, spike_linear, SpikeLinear and SpikeConv2d against dense references."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import snnkern
+from snnkern import pack_spikes, spike_linear, unpack_spikes
+from snnkern.nn import SpikeConv2d, SpikeLinear
+
+BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton)]
+KERNEL = pytest.mark.triton
+
+
+def dev():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def spikes(shape, rate, seed=0, dtype=torch.float32):
+    return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < rate).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# packing
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("K", [1, 31, 32, 33, 100, 1000])
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8])
+def test_pack_round_trip(backend, K, lead, dtype):
+    s = spikes((*lead, K), 0.4, seed=K, dtype=dtype).to(dev() if backend == "triton" else "cpu")
+    p = pack_spikes(s, backend=backend)
+    assert p.dtype == torch.int32 and p.shape == (*lead, (K + 31) // 32)
+    assert torch.equal(p.cpu(), pack_spikes(s.cpu(), backend="torch"))  # same bits as the reference
+    assert torch.equal(unpack_spikes(p, K, dtype=dtype, backend=backend), s)
+
+
+def test_pack_layout_is_lsb_first():
+    s = torch.zeros(70)
+    s[0], s[33], s[31], s[69] = 1, 1, 1, 1
+    p = pack_spikes(s, backend="torch")
+    assert p.tolist() == [1 - 2**31, 2, 1 << 5]  # bit 31 is the int32 sign bit
+
+
+@KERNEL
+def test_pack_layout_kernel_matches():
+    s = torch.zeros(3, 70, device=dev())
+    s[:, 31] = 1
+    s[1, 64] = 1
+    assert pack_spikes(s, backend="triton").cpu().tolist() == [[-2**31, 0, 0], [-2**31, 0, 1], [-2**31, 0, 0]]
+
+
+def test_pack_errors():
+    with pytest.raises(ValueError, match="other than 0 and 1"):
+        pack_spikes(torch.tensor([0.0, 0.5]))
+    assert pack_spikes(torch.tensor([0.0, 0.5]), check=False).tolist() == [2]
+    with pytest.raises(TypeError, match="s must"):
+        pack_spikes(torch.tensor([1, 0], dtype=torch.int64))
+    with pytest.raises(ValueError, match="n must"):
+        unpack_spikes(pack_spikes(torch.ones(40)), 70)
+    with pytest.raises(TypeError, match="int32"):
+        unpack_spikes(torch.ones(2), 40)
+
+
+# ---------------------------------------------------------------------------------------------
+# spike_linear
+# ---------------------------------------------------------------------------------------------
+
+TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1.6e-2, 2e-2), torch.float16: (1e-3, 1e-3)}
+
+
+def run_linear(x, w, b, **kw):
+    x = x.detach().clone().requires_grad_()
+    w = w.detach().clone().requires_grad_()
+    b = None if b is None else b.detach().clone().requires_grad_()
+    y = spike_linear(x, w, b, **kw) if kw else F.linear(x.to(w.dtype), w, b)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(5)).to(y.device, y.dtype)
+    (y.float() * g.float()).sum().backward()
+    return y, x.grad, w.grad, None if b is None else b.grad
+
+
+def check_close(ours, ref, dtype):
+    rtol, atol = TOL[dtype]
+    for name, a, b in zip(["y", "grad x", "grad w", "grad b"], ours, ref):
+        if b is None:
+            assert a is None
+            continue
+        scale = max(1.0, b.float().abs().max().item())
+        torch.testing.assert_close(a.float(), b.float(), rtol=rtol, atol=atol * scale, msg=name)
+
+
+@KERNEL
+@pytest.mark.parametrize("rate", [0.0, 0.002, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_spike_linear_matches_dense(rate, algorithm, dtype):
+    d = dev()
+    x = spikes((3, 45, 129), rate, seed=int(rate * 1000)).to(d)  # [T, B, K], K odd, rows not a tile multiple
+    x[0, 0] = 1  # an all-one row
+    x[0, 1] = 0  # an all-zero row
+    w = (torch.randn(70, 129, generator=torch.Generator().manual_seed(1)) * 0.1).to(d, dtype)
+    b = torch.randn(70, generator=torch.Generator().manual_seed(2)).to(d, dtype)
+    ours = run_linear(x, w, b, algorithm=algorithm, backend="triton")
+    assert ours[0].dtype == dtype and ours[0].shape == (3, 45, 70)
+    check_close(ours, run_linear(x, w, b), dtype)
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+def test_spike_linear_packed_input_and_no_bias(algorithm):
+    d = dev()
+    x = spikes((33, 100), 0.1, seed=3).to(d)
+    w = torch.randn(17, 100, generator=torch.Generator().manual_seed(4)).to(d).requires_grad_()
+    y = spike_linear(pack_spikes(x), w, algorithm=algorithm, backend="triton")
+    torch.testing.assert_close(y, F.linear(x, w), rtol=1e-5, atol=1e-5)
+    y.sum().backward()  # the weight still gets its gradient from the packed bits
+    torch.testing.assert_close(w.grad, torch.ones(33, 17, device=d).t() @ x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spike_linear_non_binary_input(backend):
+    d = dev() if backend == "triton" else "cpu"
+    x = torch.rand(5, 8, device=d)
+    w = torch.randn(3, 8, device=d)
+    with pytest.raises(ValueError, match="strict"):
+        spike_linear(x, w, strict=True, backend=backend)
+    torch.testing.assert_close(spike_linear(x, w, backend=backend), F.linear(x, w))  # runs dense
+
+
+def test_spike_linear_errors():
+    w = torch.randn(3, 8)
+    with pytest.raises(ValueError, match="x must have shape"):
+        spike_linear(torch.ones(2, 7), w)
+    with pytest.raises(ValueError, match="weight"):
+        spike_linear(torch.ones(2, 8), torch.randn(8))
+    with pytest.raises(TypeError, match="weight"):
+        spike_linear(torch.ones(2, 8), w.double())
+    with pytest.raises(ValueError, match="bias"):
+        spike_linear(torch.ones(2, 8), w, torch.ones(4))
+    with pytest.raises(ValueError, match="algorithm"):
+        spike_linear(torch.ones(2, 8), w, algorithm="csr")
+    with pytest.raises(ValueError, match="packed x"):
+        spike_linear(torch.ones(2, 3, dtype=torch.int32), w)
+    with pytest.raises(ValueError, match="x is on"):
+        spike_linear(torch.ones(2, 8, device="meta"), w)
+
+
+def test_gradcheck_reference():
+    from snnkern.ops.spike_linear import spike_linear_reference
+
+    x = spikes((4, 6), 0.5, dtype=torch.float64).requires_grad_()
+    w = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(spike_linear_reference, (x, w, b))
+
+
+# ---------------------------------------------------------------------------------------------
+# modules and saved memory
+# ---------------------------------------------------------------------------------------------
+
+def saved_bytes(fn, params):
+    """Bytes autograd keeps for backward, parameters excluded."""
+    saved = []
+    ptrs = {p.data_ptr() for p in params}
+
+    def pack(t):
+        if t.data_ptr() not in ptrs:
+            saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(saved), out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spike_linear_module_drop_in_and_memory(backend):
+    d = dev() if backend == "triton" else "cpu"
+    torch.manual_seed(0)
+    dense = nn.Linear(256, 64).to(d)
+    layer = SpikeLinear.from_linear(dense, algorithm="tiles", backend=backend)
+    assert layer.weight is dense.weight and layer.state_dict().keys() == dense.state_dict().keys()
+    x = spikes((16, 8, 256), 0.1, seed=6).to(d).requires_grad_()
+    ours_bytes, y = saved_bytes(lambda: layer(x), layer.parameters())
+    dense_bytes, y_ref = saved_bytes(lambda: dense(x), dense.parameters())
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    if backend == "triton":
+        assert ours_bytes * 8 <= dense_bytes, (ours_bytes, dense_bytes)  # bits: 1/32 of fp32
+    y.sum().backward()
+    assert x.grad is not None and dense.weight.grad is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("algorithm", ["dense", "tiles", "gather"])
+def test_spike_conv2d_drop_in(backend, algorithm):
+    d = dev() if backend == "triton" else "cpu"
+    if algorithm != "dense" and backend == "torch":
+        pytest.skip("the unfold path exercises the kernels")
+    torch.manual_seed(0)
+    dense = nn.Conv2d(4, 6, 3, stride=2, padding=1).to(d)
+    layer = SpikeConv2d.from_conv(dense, algorithm=algorithm, backend=backend)
+    x = spikes((2, 4, 11, 11), 0.3, seed=7).to(d)
+    xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = layer(xs)
+    y.square().sum().backward()
+    gw = dense.weight.grad.clone()
+    dense.zero_grad()
+    y_ref = dense(xd)
+    y_ref.square().sum().backward()
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xs.grad, xd.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, dense.weight.grad, rtol=1e-5, atol=1e-4)
+
+
+@KERNEL
+def test_spike_conv2d_saves_bits():
+    d = dev()
+    dense = nn.Conv2d(16, 16, 3, padding=1).to(d)
+    layer = SpikeConv2d.from_conv(dense, algorithm="dense")
+    x = spikes((4, 16, 32, 32), 0.2, seed=8).to(d).requires_grad_()
+    ours, _ = saved_bytes(lambda: layer(x), layer.parameters())
+    theirs, _ = saved_bytes(lambda: dense(x), dense.parameters())
+    assert ours * 8 <= theirs, (ours, theirs)
+
+
+@KERNEL
+def test_opcheck_spike_ops():
+    d = dev()
+    s = spikes((5, 70), 0.3, seed=9).to(d)
+    torch.library.opcheck(torch.ops.snnkern.pack_spikes.default, (s,))
+    bits = pack_spikes(s)
+    torch.library.opcheck(torch.ops.snnkern.unpack_spikes.default, (bits, 70, torch.float32))
+    w = torch.randn(8, 70, device=d, requires_grad=True)
+    b = torch.randn(8, device=d, requires_grad=True)
+    for algorithm in ("tiles", "gather"):
+        torch.library.opcheck(torch.ops.snnkern.spike_linear.default,
+                              (s.clone().requires_grad_(), bits, 70, w, b, None, algorithm))
+
+
+def test_top_level_exports():
+    assert snnkern.pack_spikes is pack_spikes and snnkern.spike_linear is spike_linear

@@ -1,0 +1,143 @@
+"""Drop-in ``nn.Linear`` / ``nn.Conv2d`` for spike inputs: event-driven where it pays, and the input
+spikes saved for backward as bits (32x less than fp32).
+
+Both take the same constructor arguments as their torch parents (plus the options below) and hold
+the same parameters, so ``load_state_dict`` and optimizers work unchanged; ``from_linear`` /
+``from_conv`` wrap an existing layer, sharing its parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import _checks
+from ..functional_spikes import (ALGORITHMS, GATHER_BELOW_RATE, _binary_and_rate, pack_spikes, spike_linear,
+                                 unpack_spikes)
+from ..ops.spike_linear import weight_parts
+
+
+class SpikeLinear(nn.Linear):
+    """``nn.Linear`` for binary spike input (``snnkern.functional.spike_linear``).
+
+    ``algorithm="auto"`` picks per call from the measured firing rate (a device sync); fix it to
+    ``"tiles"``, ``"gather"`` or ``"dense"`` to avoid the sync.  ``strict=True`` raises on non-binary
+    input (otherwise it runs dense); ``assume_binary=True`` skips that check.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, algorithm="auto",
+                 strict=False, assume_binary=False, backend="auto"):
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.algorithm = _checks.check_choice(algorithm, "algorithm", ALGORITHMS)
+        self.strict = _checks.check_flag(strict, "strict")
+        self.assume_binary = _checks.check_flag(assume_binary, "assume_binary")
+        self.backend = backend
+        self._parts_key, self._parts = None, None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, **kwargs) -> "SpikeLinear":
+        """A SpikeLinear sharing ``linear``'s weight and bias (the same Parameter objects)."""
+        new = cls(linear.in_features, linear.out_features, linear.bias is not None, device="meta", **kwargs)
+        new.weight, new.bias = linear.weight, linear.bias
+        return new
+
+    def _weight_parts(self):
+        """fp32 weights are split into bf16 parts for the tensor-core kernel: cached until the weight changes."""
+        if self.weight.dtype != torch.float32 or torch.compiler.is_compiling():
+            return None
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
+        if key != self._parts_key:
+            with torch.no_grad():
+                self._parts, self._parts_key = weight_parts(self.weight), key
+        return self._parts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return spike_linear(x, self.weight, self.bias, strict=self.strict, assume_binary=self.assume_binary,
+                            algorithm=self.algorithm, weight_parts_cache=self._weight_parts(), backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algorithm={self.algorithm!r}, backend={self.backend!r}"
+
+
+class _SpikeConvDense(torch.autograd.Function):
+    """cuDNN convolution on spikes that saves the input as bits instead of the dense tensor."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.x_shape, ctx.x_dtype, ctx.has_bias = x.shape, x.dtype, bias is not None
+        bits = pack_spikes(x.detach().reshape(x.shape[0], -1), check=False)
+        ctx.save_for_backward(bits, weight)
+        return F.conv2d(x.to(weight.dtype), weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        bits, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_y = grad_y.to(weight.dtype)
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = torch.nn.grad.conv2d_input(ctx.x_shape, weight, grad_y, stride, padding, dilation, groups)
+            grad_x = grad_x.to(ctx.x_dtype)
+        if need_w:
+            n = ctx.x_shape[1] * ctx.x_shape[2] * ctx.x_shape[3]
+            x = unpack_spikes(bits, n, dtype=weight.dtype).reshape(ctx.x_shape)
+            grad_w = torch.nn.grad.conv2d_weight(x, weight.shape, grad_y, stride, padding, dilation, groups)
+        if need_b and ctx.has_bias:
+            grad_b = grad_y.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+class SpikeConv2d(nn.Conv2d):
+    """``nn.Conv2d`` for binary spike input ``[B, C, H, W]``.
+
+    ``algorithm="dense"`` (default for ``"auto"`` above the gather crossover): cuDNN forward, input
+    saved as bits.  ``"tiles"``/``"gather"``: im2col (``F.unfold``) then the spike_linear kernels
+    (groups=1, zero padding); these save the unfolded spikes as bits (kernel_size^2 times more bits).
+    """
+
+    def __init__(self, *args, algorithm="auto", strict=False, assume_binary=False, backend="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.algorithm = _checks.check_choice(algorithm, "algorithm", ALGORITHMS)
+        self.strict = _checks.check_flag(strict, "strict")
+        self.assume_binary = _checks.check_flag(assume_binary, "assume_binary")
+        self.backend = backend
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **kwargs) -> "SpikeConv2d":
+        """A SpikeConv2d sharing ``conv``'s weight and bias (the same Parameter objects)."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                  conv.groups, conv.bias is not None, conv.padding_mode, device="meta", **kwargs)
+        new.weight, new.bias = conv.weight, conv.bias
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError("SpikeConv2d expects spikes of shape [B, C, H, W]")
+        algorithm, rate = self.algorithm, None
+        if not self.assume_binary:
+            binary, rate = _binary_and_rate(x)
+            if not binary:
+                if self.strict:
+                    raise ValueError("x holds values other than 0 and 1 (strict=True)")
+                return super().forward(x)
+        if self.padding_mode != "zeros" or self.groups != 1 or isinstance(self.padding, str):
+            algorithm = "dense"  # the unfold path covers plain zero-padded, ungrouped convolutions
+        if algorithm == "auto":
+            if rate is None:
+                rate = float((x != 0).float().mean())
+            algorithm = "gather" if rate < GATHER_BELOW_RATE else "dense"
+        if algorithm == "dense":
+            return _SpikeConvDense.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                         self.groups)
+        B, _, H, W = x.shape
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [B, C*kh*kw, L]
+        y = spike_linear(cols.transpose(1, 2), self.weight.reshape(self.out_channels, -1), self.bias,
+                         assume_binary=True, algorithm=algorithm, backend=self.backend)  # [B, L, out]
+        Ho = (H + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        Wo = (W + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        return y.transpose(1, 2).reshape(B, self.out_channels, Ho, Wo)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algorithm={self.algorithm!r}, backend={self.backend!r}"
