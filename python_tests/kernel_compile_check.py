@@ -16,18 +16,26 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 from snnkern.ops import lif as L
+from snnkern.ops import spike_linear as SL
+from snnkern.ops import spike_pack as SP
 
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
-def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32"):
+INT_ARGS = ("T", "N", "M", "K", "W")
+
+
+def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None):
+    """pointers: {argument: element type} for pointers that are not fp32 (LIF: x, spikes and their grads
+    take ``dtype``)."""
+    pointers = pointers if pointers is not None else {n: dtype for n in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr")}
     sig = {}
     for name in inspect.signature(kernel.fn).parameters:
         if name in constexprs:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
-            sig[name] = f"*{dtype}" if name in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr") else "*fp32"
-        elif name in ("T", "N"):
+            sig[name] = "*" + pointers.get(name, "fp32")
+        elif name in INT_ARGS:
             sig[name] = "i32"
         else:
             sig[name] = "fp32"
@@ -59,6 +67,21 @@ def variants():
             yield "bwd", L._lif_bwd_kernel, bwd, L.BWD_WARPS, dtype
 
 
+def spike_variants():
+    for wdtype, parts in (("bf16", 1), ("fp16", 1), ("bf16", 3)):
+        consts = dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, BLOCK_M=SL.TILE_M, BLOCK_N=SL.TILE_N,
+                      BLOCK_K=SL.TILE_K)
+        out = "fp32" if parts == 3 else wdtype
+        yield ("spike_tiles", SL._spike_mm_tiles_kernel, consts, SL.TILE_WARPS, wdtype,
+               {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out})
+    for wdtype in ("fp32", "bf16"):
+        yield ("spike_gather", SL._spike_mm_gather_kernel, dict(HAS_BIAS=True, BLOCK_N=SL.GATHER_N),
+               SL.GATHER_WARPS, wdtype, {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype})
+    for sdtype in ("fp32", "bf16", "u8"):
+        yield ("pack", SP._pack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"})
+        yield ("unpack", SP._unpack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"})
+
+
 def main():
     results = []
     for arch in (80, 90):
@@ -66,6 +89,9 @@ def main():
             usage = compile_variant(kernel, consts, warps, arch, dtype)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
+        for kind, kernel, consts, warps, dtype, pointers in spike_variants():
+            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers)
+            results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"), **usage})
     json.dump(results, sys.stdout)
 
 

@@ -18,11 +18,14 @@ def test_kernels_compile_for_real_targets():
                          text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout)
-    assert {(r["kernel"], r["arch"]) for r in results} == {(k, a) for k in ("fwd", "bwd") for a in (80, 90)}
+    kinds = ("fwd", "bwd", "spike_tiles", "spike_gather", "pack", "unpack")
+    assert {(r["kernel"], r["arch"]) for r in results} == {(k, a) for k in kinds for a in (80, 90)}
     for r in results:
         if "STACK" not in r:
             continue  # cuobjdump missing: compiling is still proven
-        if r["kernel"] == "fwd" or not r["param_grads"]:
-            assert r["STACK"] == 0, f"register spill in {r}"
-        else:  # learnable beta/threshold with decay_input keeps the inputs too: allow a few bytes
+        if r["kernel"] == "bwd" and r["param_grads"]:  # learnable beta/threshold keep the inputs too
             assert r["STACK"] <= 16, f"register spill in {r}"
+        elif r["kernel"] == "spike_tiles" and r["parts"] == 3:  # fp32 weights: three operand tiles
+            assert r["STACK"] <= 64, f"register spill in {r}"
+        else:
+            assert r["STACK"] == 0, f"register spill in {r}"

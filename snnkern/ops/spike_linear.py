@@ -24,7 +24,7 @@ from ._triton import tl, triton
 from .spike_pack import packed_words
 
 ALGORITHMS = ("tiles", "gather")
-TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 4
+TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 8
 GATHER_N, GATHER_WARPS = 256, 4
 
 
@@ -38,18 +38,17 @@ def _spike_mm_tiles_kernel(
     PARTS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    WORDS: tl.constexpr = BLOCK_K // 32
     offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    bits = tl.arange(0, 32)
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
-        wi = kb * WORDS + tl.arange(0, WORDS)
-        words = tl.load(p_ptr + offs_m[:, None] * W + wi[None, :],
-                        mask=(offs_m < M)[:, None] & (wi < W)[None, :], other=0)
+        ks = kb * BLOCK_K + tl.arange(0, BLOCK_K)
+        # each column reads the word holding its bit (32 columns share a word: L1 hits), which keeps
+        # the tile 2-D and the registers low (a [M, words, 32] unpack spills)
+        words = tl.load(p_ptr + offs_m[:, None] * W + (ks // 32)[None, :],
+                        mask=(offs_m < M)[:, None] & (ks < K)[None, :], other=0)
         if tl.max(tl.where(words != 0, 1, 0)) > 0:  # no spike in this tile: nothing to add
-            a = tl.reshape((words[:, :, None] >> bits[None, None, :]) & 1, [BLOCK_M, BLOCK_K])
-            ks = kb * BLOCK_K + tl.arange(0, BLOCK_K)
+            a = (words >> (ks % 32)[None, :].to(tl.int32)) & 1
             w_ptrs = w_ptr + offs_n[None, :] * K + ks[:, None]  # W.T tile [BLOCK_K, BLOCK_N]
             w_mask = (ks < K)[:, None] & (offs_n < N)[None, :]
             for part in tl.static_range(PARTS):
