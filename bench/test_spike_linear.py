@@ -1,0 +1,88 @@
+"""Spike x weight accumulation over sparsity: snnkern's kernels vs dense cuBLAS (fp32, TF32, fp16)
+and torch.sparse CSR, plus the saved-activation memory of spike-fed layers (issue 5's benchmark)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from snnkern import pack_spikes, spike_linear
+from snnkern.nn import SpikeConv2d, SpikeLinear
+from snnkern.ops.spike_linear import weight_parts
+
+from .common import ON_GPU, record
+
+DEVICE = "cuda" if ON_GPU else "cpu"
+M, K, N = (8192, 4096, 4096) if ON_GPU else (64, 128, 96)
+SPARSITY = [0.5, 0.9, 0.95, 0.99, 0.999]
+IMPLS = ["tiles_fp32", "tiles_fp16", "gather_fp32", "auto_fp32", "dense_fp32", "dense_tf32", "dense_fp16", "csr_fp32"]
+
+
+@pytest.mark.parametrize("sparsity", SPARSITY)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_spike_linear(benchmark, meta, impl, sparsity):
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    s = (torch.rand(M, K, device=DEVICE, generator=g) >= sparsity).float()
+    w32 = torch.randn(N, K, device=DEVICE, generator=g) * 0.02
+    kind, dtype = impl.split("_")
+    w = w32.half() if dtype == "fp16" else w32
+    if kind in ("tiles", "gather", "auto"):
+        if not ON_GPU:
+            pytest.skip("the Triton kernels are timed on a GPU (CPU runs the reference)")
+        bits = pack_spikes(s)
+        parts = weight_parts(w)  # cached by SpikeLinear in real use
+
+        def fn():
+            with torch.no_grad():
+                spike_linear(bits, w, algorithm=kind, weight_parts_cache=parts)
+    elif kind == "csr":
+        sc = s.to_sparse_csr()
+        fn = lambda: torch.sparse.mm(sc, w.t())  # noqa: E731
+    else:
+        sd = s.to(w.dtype)
+        prev = torch.backends.cuda.matmul.allow_tf32
+
+        def fn():
+            torch.backends.cuda.matmul.allow_tf32 = kind == "dense" and dtype == "tf32"
+            try:
+                sd @ w.t()
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = prev
+    benchmark.group = f"spike_linear M={M} K={K} N={N} sparsity={sparsity:.1%}"
+    record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype, baseline=impl == "dense_fp16")
+
+
+def _saved_bytes(fn, params):
+    ptrs = {p.data_ptr() for p in params}
+    total = []
+
+    def pack(t):
+        if t.data_ptr() not in ptrs:
+            total.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(total)
+
+
+@pytest.mark.parametrize("layer", ["mlp", "cnn"])
+def test_saved_activation_memory(benchmark, meta, layer):
+    """Bytes autograd keeps for a spike-fed training step: snnkern layers vs torch layers."""
+    B = 256 if ON_GPU else 8
+    if layer == "mlp":
+        dense = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 10)).to(DEVICE)
+        ours = nn.Sequential(*[SpikeLinear.from_linear(m, algorithm="tiles" if ON_GPU else "dense") for m in dense])
+        x = (torch.rand(B, 1024, device=DEVICE) < 0.1).float().requires_grad_()
+        run = lambda net: net[1]((net[0](x) > 0).float())  # noqa: E731  (spikes into both layers)
+    else:
+        dense = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)).to(DEVICE)
+        ours = nn.Sequential(*[SpikeConv2d.from_conv(m, algorithm="dense") for m in dense])
+        x = (torch.rand(B // 8, 64, 32, 32, device=DEVICE) < 0.1).float().requires_grad_()
+        run = lambda net: net[1]((net[0](x) > 0).float())  # noqa: E731
+    dense_bytes = _saved_bytes(lambda: run(dense), dense.parameters())
+    ours_bytes = _saved_bytes(lambda: run(ours), ours.parameters())
+    benchmark.group = f"saved activations: spike-fed {layer}"
+    record(benchmark, lambda: run(ours), meta, impl=f"snnkern {layer}", saved_bytes=ours_bytes,
+           dense_saved_bytes=dense_bytes, saved_ratio=ours_bytes / dense_bytes)
+    assert ours_bytes * 8 <= dense_bytes or not ON_GPU
