@@ -1,0 +1,230 @@
+"""Energy accounting: hand-counted operations, presets, and the NVML meter against a fake NVML."""
+import itertools
+import threading
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import snnkern
+from snnkern.energy import EnergyMeter, PRESETS, count_ops, energy_table, estimate_energy
+from snnkern.nn import LIF, SpikingSequential
+
+
+def test_ann_mlp_counts_dense_macs():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    report = count_ops(mlp, torch.randn(2, 4))
+    assert report.samples == 2 and report.totals["params"] == 4 * 3 + 3 + 3 * 2 + 2
+    assert [r.macs for r in report.layers] == [2 * 4 * 3, 2 * 3 * 2] and report.totals["acs"] == 0
+    assert report.per_sample("macs") == 18
+    assert estimate_energy(report, "45nm-fp32") == pytest.approx(18 * 4.6e-12)
+
+
+def test_snn_mlp_counts_acs_from_the_actual_spikes():
+    fc1, fc2 = nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False)
+    nn.init.ones_(fc1.weight)
+    net = SpikingSequential(fc1, LIF(beta=0.0, threshold=1.5), fc2)
+    x = torch.tensor([[[1.0, 0, 1, 0], [0, 0, 0, 1]]])  # [T=1, B=2, 4]: 3 active inputs
+    report = count_ops(net, x, batch_dim=1)
+    fc1_row, lif_row, fc2_row = report.layers
+    assert fc1_row.acs == 3 * 3 and fc1_row.macs == 0 and fc1_row.input_rate == pytest.approx(3 / 8)
+    # fc1 outputs 2 (sample 1) and 1 (sample 2): only sample 1 crosses 1.5, all 3 neurons
+    assert lif_row.neuron_updates == 6 and lif_row.spikes == 3 and lif_row.firing_rate == 0.5
+    assert fc2_row.acs == 3 * 2
+    assert report.per_sample("acs") == (9 + 6) / 2 and report.per_sample("neuron_updates") == 3
+    est = estimate_energy(report, "45nm-int8")
+    assert est == pytest.approx(7.5 * 0.03e-12)
+    assert "| 0 | Linear |" in report.to_markdown()
+
+
+def naive_conv_acs(x_active, cout, k, stride, padding):
+    """Brute force: count (output position, output channel, tap) whose input is active."""
+    _, cin, H, W = x_active.shape
+    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    count = 0
+    for b, c, i, j, di, dj in itertools.product(range(x_active.shape[0]), range(cin), range(Ho), range(Wo),
+                                                range(k), range(k)):
+        r, q = i * stride - padding + di, j * stride - padding + dj
+        if 0 <= r < H and 0 <= q < W and x_active[b, c, r, q]:
+            count += 1
+    return count * cout
+
+
+def test_conv_counts_by_hand_and_brute_force():
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = 1  # a corner input reaches 4 outputs, an inner one 9
+    assert count_ops(conv, x).layers[0].acs == (4 + 9) * 2
+    assert count_ops(conv, torch.rand(1, 1, 4, 4) + 0.1).layers[0].macs == 2 * 16 * 9
+    g = torch.Generator().manual_seed(1)
+    for stride, padding in [(1, 0), (2, 1), (2, 0)]:
+        conv = nn.Conv2d(3, 4, 3, stride=stride, padding=padding)
+        x = (torch.rand(2, 3, 7, 6, generator=g) < 0.3).float()
+        assert count_ops(conv, x).layers[0].acs == naive_conv_acs(x.bool(), 4, 3, stride, padding)
+
+
+def test_converted_and_swapped_models():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 5)).eval()
+    x = torch.rand(8, 1, 6, 6)
+    snn = snnkern.convert(ann, x)
+    report = count_ops(snn, x, forward_kwargs={"T": 4})
+    conv, neuron, fc = report.layers
+    assert conv.macs == 4 * 8 * (4 * 36 * 9) and conv.acs == 0  # analog input: dense, every step
+    assert neuron.neuron_updates == 4 * 8 * 4 * 36 and 0 < neuron.firing_rate < 1
+    assert fc.macs == 0 and fc.acs == neuron.spikes * 5  # threshold-valued spikes are events
+    snntorch = pytest.importorskip("snntorch")
+    net = nn.Sequential(nn.Linear(6, 6), snntorch.Leaky(beta=0.9, init_hidden=True))
+    snnkern.swap(net)
+    rows = count_ops(net, torch.rand(3, 6) * 3).layers
+    assert rows[1].neuron_updates == 18
+
+
+def test_presets_and_errors():
+    assert (PRESETS["45nm-fp32"].mac_pj, PRESETS["45nm-fp32"].ac_pj) == (4.6, 0.9)
+    assert (PRESETS["45nm-fp16"].mac_pj, PRESETS["45nm-int8"].ac_pj) == (1.5, 0.03)
+    report = count_ops(nn.Linear(2, 2), torch.randn(1, 2))
+    custom = snnkern.energy.EnergyPreset("mine", mac_pj=2.0, ac_pj=1.0)
+    assert estimate_energy(report, custom) == pytest.approx(4 * 2e-12)
+    with pytest.raises(ValueError, match="unknown energy preset"):
+        estimate_energy(report, "7nm")
+    with pytest.raises(TypeError, match="model"):
+        count_ops("model", torch.ones(1))
+    with pytest.raises(ValueError, match="batch_dim"):
+        count_ops(nn.Linear(2, 2), torch.ones(1, 2), batch_dim=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# EnergyMeter against a fake NVML
+# ---------------------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, dt):
+        self.t += dt
+
+
+class FakeNVML:
+    """Enough of pynvml: a GPU drawing ``idle`` W, or ``busy`` W while ``working``; energy in mJ."""
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    def __init__(self, clock, idle=50.0, busy=200.0, counter=True):
+        self.clock, self.idle, self.busy, self.counter = clock, idle, busy, counter
+        self.working = False
+        self._energy_mj, self._last = 0.0, clock()
+        self.lock = threading.Lock()
+
+    def _advance(self):
+        with self.lock:
+            now = self.clock()
+            self._energy_mj += (now - self._last) * (self.busy if self.working else self.idle) * 1000
+            self._last = now
+
+    def set_working(self, on):
+        self._advance()
+        self.working = on
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return f"gpu{i}"
+
+    def nvmlDeviceGetName(self, handle):
+        return b"Fake GPU"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if not self.counter:
+            raise self.NVMLError_NotSupported("Not Supported")
+        self._advance()
+        return int(self._energy_mj)
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return int((self.busy if self.working else self.idle) * 1000)
+
+
+def test_meter_counter_delta_minus_idle_baseline():
+    clock = FakeClock()
+    nvml = FakeNVML(clock)
+    with EnergyMeter(samples=10, idle_seconds=1.0, nvml=nvml, clock=clock, sleep=clock.sleep, sync=lambda: None) as m:
+        nvml.set_working(True)
+        clock.sleep(2.0)  # "work" for 2 s at 200 W
+        nvml.set_working(False)
+    r = m.reading
+    assert r.available and r.method == "counter" and r.gpu == "Fake GPU"
+    assert r.idle_watts == pytest.approx(50.0) and r.seconds == pytest.approx(2.0)
+    assert r.total_joules == pytest.approx(400.0, abs=1e-3) and r.joules == pytest.approx(300.0, abs=1e-3)
+    assert r.mean_watts == pytest.approx(200.0, abs=1e-3) and r.joules_per_sample == pytest.approx(30.0, abs=1e-3)
+    assert "measured" in str(r)
+
+
+def test_meter_warns_on_short_windows():
+    clock = FakeClock()
+    nvml = FakeNVML(clock)
+    with pytest.warns(UserWarning, match="shorter than"):
+        with EnergyMeter(idle_watts=50.0, nvml=nvml, clock=clock, sleep=clock.sleep, sync=lambda: None):
+            clock.sleep(0.05)
+
+
+def test_meter_falls_back_to_power_sampling():
+    nvml = FakeNVML(time.perf_counter, idle=40.0, busy=140.0, counter=False)
+    with EnergyMeter(samples=1, idle_seconds=0.2, min_seconds=0.1, sample_interval=0.005, nvml=nvml,
+                     sync=lambda: None) as m:
+        nvml.working = True
+        time.sleep(0.4)
+        nvml.working = False
+    r = m.reading
+    assert r.method == "sampling" and r.idle_watts == pytest.approx(40.0, rel=0.05)
+    assert r.joules == pytest.approx(100.0 * r.seconds, rel=0.15)
+
+
+def test_meter_unavailable_does_not_fail():
+    class Broken(FakeNVML):
+        def nvmlInit(self):
+            raise self.NVMLError("Driver Not Loaded")
+
+    with EnergyMeter(nvml=Broken(FakeClock()), samples=3) as m:
+        pass
+    assert not m.reading.available and "Driver Not Loaded" in m.reading.reason
+    assert m.reading.joules_per_sample is None and "unavailable" in str(m.reading)
+    if not torch.cuda.is_available():  # the real pynvml on a machine without a GPU
+        with EnergyMeter() as m:
+            pass
+        assert not m.reading.available
+
+
+def test_energy_table_labels_estimate_and_measurement():
+    clock = FakeClock()
+    nvml = FakeNVML(clock)
+    report = count_ops(nn.Linear(4, 4), torch.randn(2, 4))
+    with EnergyMeter(samples=2, idle_watts=50.0, nvml=nvml, clock=clock, sleep=clock.sleep, sync=lambda: None) as m:
+        clock.sleep(1.0)
+    table = energy_table({"ANN": (report, m.reading), "SNN": (report, None)}, preset="45nm-fp16")
+    assert "(estimate, 45nm-fp16" in table and "(measured)" in table and "Fake GPU (counter)" in table
+    assert "not measured" in table
+
+
+@pytest.mark.gpu
+def test_meter_on_a_real_gpu():
+    a = torch.randn(4096, 4096, device="cuda")
+    with EnergyMeter(samples=200, idle_seconds=0.5) as m:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 2.0:
+            for _ in range(20):
+                a @ a
+            torch.cuda.synchronize()
+    r = m.reading
+    assert r.available and r.joules > 0 and 20 < r.mean_watts < 1500, str(r)
