@@ -83,7 +83,7 @@ setup(
     install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy"],
     extras_require={
         "peers": PEERS,
-        "test": ["pytest>=7", "pytest-benchmark>=4", "scikit-learn", "matplotlib"] + PEERS,
+        "test": ["pytest>=7", "pytest-benchmark>=4", "scikit-learn", "matplotlib", "nvidia-ml-py"] + PEERS,
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
     },
     entry_points={"console_scripts": ["snnkern=snnkern.cli:main"]},

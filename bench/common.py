@@ -69,9 +69,31 @@ def measure(fn) -> dict:
     return {"ms_median": statistics.median(times), "ms_q20": times[1], "ms_q80": times[-2], "peak_mib": None}
 
 
-def record(benchmark, fn, meta: dict, **info):
-    """Time fn both ways and attach everything a reader needs to the benchmark record."""
+def measure_energy(fn, samples_per_call: int, seconds: float = 2.0) -> dict:
+    """Mean W and J/sample of fn looped for ~``seconds`` (NVML; "unavailable" on CPU), labelled measured."""
+    from snnkern.energy import EnergyMeter
+
+    calls = 0
+    with EnergyMeter(samples=None, idle_seconds=0.5) as meter:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            fn()
+            calls += 1
+            if ON_GPU and calls % 10 == 0:
+                torch.cuda.synchronize()
+    r = meter.reading
+    if not r.available:
+        return {"energy": f"unavailable ({r.reason})"}
+    return {"energy": "measured", "watts": r.mean_watts, "idle_watts": r.idle_watts,
+            "j_per_sample": r.joules / (calls * samples_per_call), "energy_method": r.method}
+
+
+def record(benchmark, fn, meta: dict, *, samples_per_call: int | None = None, **info):
+    """Time fn both ways (and, given ``samples_per_call`` on a GPU, measure its energy) and attach
+    everything a reader needs to the benchmark record."""
     stats = measure(fn)
+    if samples_per_call and ON_GPU:
+        benchmark.extra_info.update(measure_energy(fn, samples_per_call))
     benchmark.extra_info.update(meta)
     benchmark.extra_info.update(info)
     benchmark.extra_info.update(stats)

@@ -33,15 +33,17 @@ def render(data: dict) -> str:
     for group, rows in groups.items():
         base = next((r["ms_median"] for r in rows if r.get("baseline") or r.get("impl") == "snnkern"), None)
         lines += [f"## {group}", "",
-                  "| impl | median ms | q20–q80 ms | time / baseline | GB/s | % of copy BW | peak MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| impl | median ms | q20–q80 ms | time / baseline | GB/s | % of copy BW | peak MiB | W (measured) "
+                  "| J/sample (measured) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(rows, key=lambda r: r["ms_median"]):
             ratio = r["ms_median"] / base if base else None
             gbs = r.get("gb_per_s")
             frac = 100 * gbs / r["copy_gb_per_s"] if gbs and r.get("copy_gb_per_s") else None
             lines.append(f"| {r['impl']} | {_fmt(r['ms_median'])} | {_fmt(r['ms_q20'])}–{_fmt(r['ms_q80'])} | "
                          f"{_fmt(ratio, '.2f')} | {_fmt(gbs, '.0f')} | {_fmt(frac, '.0f')} | "
-                         f"{_fmt(r.get('peak_mib'), '.0f')} |")
+                         f"{_fmt(r.get('peak_mib'), '.0f')} | {_fmt(r.get('watts'), '.0f')} | "
+                         f"{_fmt(r.get('j_per_sample'), '.3g')} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,6 +1,5 @@
-"""Converted-SNN inference throughput vs its ANN, T in {4, 8, 16, 32} (issue 6's benchmark).
-
-Measured energy joins once ``snnkern.energy.EnergyMeter`` exists (issue 7)."""
+"""Converted-SNN inference throughput and measured energy (NVML) vs its ANN, T in {4, 8, 16, 32}
+(issue 6's benchmark)."""
 from __future__ import annotations
 
 import pytest
@@ -42,5 +41,5 @@ def test_converted_inference(benchmark, meta, models, T):
             ann(x) if T == 0 else snn(x, T)
     benchmark.group = f"converted CNN inference B={BATCH}"
     stats = record(benchmark, fn, meta, impl="ANN" if T == 0 else f"SNN T={T}", T=T, batch=BATCH, dtype="fp32",
-                   baseline=T == 0)
+                   baseline=T == 0, samples_per_call=BATCH)
     benchmark.extra_info["samples_per_s"] = BATCH / (stats["ms_median"] * 1e-3)

@@ -40,17 +40,18 @@ def test_snn_mlp_counts_acs_from_the_actual_spikes():
     assert "| 0 | Linear |" in report.to_markdown()
 
 
-def naive_conv_acs(x_active, cout, k, stride, padding):
-    """Brute force: count (output position, output channel, tap) whose input is active."""
+def naive_conv_acs(x_active, cout, k, stride, padding, groups=1):
+    """Brute force: count (output channel, output position, tap) whose input is active."""
     _, cin, H, W = x_active.shape
     Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    cin_g, cout_g = cin // groups, cout // groups
     count = 0
-    for b, c, i, j, di, dj in itertools.product(range(x_active.shape[0]), range(cin), range(Ho), range(Wo),
-                                                range(k), range(k)):
+    for b, o, c, i, j, di, dj in itertools.product(range(x_active.shape[0]), range(cout), range(cin_g), range(Ho),
+                                                   range(Wo), range(k), range(k)):
         r, q = i * stride - padding + di, j * stride - padding + dj
-        if 0 <= r < H and 0 <= q < W and x_active[b, c, r, q]:
+        if 0 <= r < H and 0 <= q < W and x_active[b, (o // cout_g) * cin_g + c, r, q]:
             count += 1
-    return count * cout
+    return count
 
 
 def test_conv_counts_by_hand_and_brute_force():
@@ -60,10 +61,10 @@ def test_conv_counts_by_hand_and_brute_force():
     assert count_ops(conv, x).layers[0].acs == (4 + 9) * 2
     assert count_ops(conv, torch.rand(1, 1, 4, 4) + 0.1).layers[0].macs == 2 * 16 * 9
     g = torch.Generator().manual_seed(1)
-    for stride, padding in [(1, 0), (2, 1), (2, 0)]:
-        conv = nn.Conv2d(3, 4, 3, stride=stride, padding=padding)
-        x = (torch.rand(2, 3, 7, 6, generator=g) < 0.3).float()
-        assert count_ops(conv, x).layers[0].acs == naive_conv_acs(x.bool(), 4, 3, stride, padding)
+    for stride, padding, groups in [(1, 0, 1), (2, 1, 1), (2, 0, 1), (1, 1, 2)]:
+        conv = nn.Conv2d(4, 6, 3, stride=stride, padding=padding, groups=groups)
+        x = (torch.rand(2, 4, 7, 6, generator=g) < 0.3).float()
+        assert count_ops(conv, x).layers[0].acs == naive_conv_acs(x.bool(), 6, 3, stride, padding, groups)
 
 
 def test_converted_and_swapped_models():
