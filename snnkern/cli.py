@@ -1,7 +1,4 @@
-"""Command line: ``snnkern info`` (environment and a kernel self-check).
-
-The study runner (``snnkern compare``) joins here as its own subcommand.
-"""
+"""Command line: ``snnkern compare`` (the ANN-vs-SNN study), ``snnkern presets``, ``snnkern info``."""
 from __future__ import annotations
 
 import argparse
@@ -61,9 +58,72 @@ def cmd_info(args) -> int:
     return 0 if all_ok else 1
 
 
+def cmd_presets(args) -> int:
+    from .experiments import PRESETS
+
+    for p in PRESETS.values():
+        print(f"{p.name:<22} {p.arch.upper()} on {p.dataset}: {p.source}")
+        if p.filled:
+            print(f"{'':<22} filled defaults: {'; '.join(p.filled)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .data import DatasetUnavailable, load_dataset
+    from .experiments import PRESETS, run_study, write_report
+
+    if args.preset not in PRESETS:
+        print(f"snnkern compare: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
+        return 2
+    preset = PRESETS[args.preset]
+    changes = dict(epochs=args.epochs, batch_size=args.batch_size)
+    if args.T:
+        changes.update(T=max(args.T), T_list=tuple(sorted(args.T)))
+    preset = preset.override(**changes)
+    dataset = args.dataset or preset.dataset
+    try:
+        data = load_dataset(dataset, data_dir=args.data_dir, download=args.download,
+                            val_fraction=preset.val_fraction, subset=args.subset)
+    except DatasetUnavailable as exc:
+        if args.dataset:  # asked for by name: say how to provide it
+            print(f"snnkern compare: {exc}", file=sys.stderr)
+            return 2
+        print(f"note: preset dataset {dataset!r} unavailable ({exc}); running on the offline 'digits' instead")
+        data = load_dataset("digits", val_fraction=preset.val_fraction, subset=args.subset)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("snnkern compare: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"snnkern compare: preset {preset.name} on {data.name} ({data.source}), device {device}")
+    result = run_study(preset, data, device, with_robustness=args.robustness, progress=not args.quiet)
+    paths = write_report(result, args.out)
+    print(f"report: {paths['markdown']} (and {paths['json']}, plots in {args.out})")
+    for key in ("ann", "snn", "converted"):
+        if isinstance(result.get(key), dict):
+            print(f"  {result[key]['name']:<28} accuracy {result[key]['accuracy']:.4f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="snnkern", description="Fused SNN kernels for PyTorch")
     sub = parser.add_subparsers(dest="command", required=True)
+    cmp_ = sub.add_parser("compare", help="train an ANN and an SNN, convert the ANN, measure, write a report")
+    cmp_.add_argument("--preset", default="luo2024-mlp", help="see `snnkern presets` (default luo2024-mlp)")
+    cmp_.add_argument("--dataset", default=None, help="digits (offline), mnist, fashion-mnist, cifar10")
+    cmp_.add_argument("--data-dir", default=None, help="where torchvision datasets are (or go with --download)")
+    cmp_.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    cmp_.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    cmp_.add_argument("--batch-size", type=int, default=None)
+    cmp_.add_argument("--T", type=int, nargs="+", default=None,
+                      help="time steps: the SNN runs at the largest, the converted SNN is evaluated at all")
+    cmp_.add_argument("--subset", type=int, default=None, help="use only this many training images (quick runs)")
+    cmp_.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    cmp_.add_argument("--out", default="snnkern-report", help="output directory (default snnkern-report)")
+    cmp_.add_argument("--robustness", action="store_true", help="Gaussian noise and FGSM sweeps, ANN vs SNN")
+    cmp_.add_argument("--quiet", action="store_true", help="no progress bars")
+    cmp_.set_defaults(func=cmd_compare)
+    pre = sub.add_parser("presets", help="list the study presets and their sources")
+    pre.set_defaults(func=cmd_presets)
     info = sub.add_parser("info", help="versions, GPU, backends, and a self-check of the LIF kernels")
     info.add_argument("--device", choices=["cpu", "cuda"], default=None)
     info.set_defaults(func=cmd_info)

@@ -1,0 +1,99 @@
+"""Datasets for the study runner: torchvision's MNIST / Fashion-MNIST / CIFAR-10 from a data directory
+(or downloaded when asked), and an offline default that a pip package ships: scikit-learn's 8x8
+digits, so ``snnkern compare`` runs on a fresh machine without network.
+
+Every loader returns float tensors in [0, 1], ``[N, C, H, W]``, and long labels; a dataset that
+cannot be had raises ``DatasetUnavailable`` with the way to provide it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+DATASETS = ("digits",) + tuple(TORCHVISION)
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is not on disk and cannot be fetched; the message says how to provide it."""
+
+
+@dataclass
+class Splits:
+    name: str
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: int
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0].shape[1:])
+
+
+def _digits():
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise DatasetUnavailable("the offline 'digits' dataset comes with scikit-learn: pip install scikit-learn "
+                                 "(or pip install 'snnkern[study]')") from exc
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    n_test = len(y) // 5
+    return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test]), "scikit-learn load_digits (1,797 8x8 images, offline)"
+
+
+def _torchvision(name: str, data_dir: str | None, download: bool):
+    try:
+        import torchvision
+    except ImportError as exc:
+        raise DatasetUnavailable(f"dataset {name!r} needs torchvision: pip install torchvision") from exc
+    root = data_dir or os.path.join(os.path.expanduser("~"), ".cache", "snnkern", "data")
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    try:
+        train, test = (cls(root, train=flag, download=download) for flag in (True, False))
+    except Exception as exc:  # torchvision raises RuntimeError / URLError / OSError depending on the failure
+        hint = "" if download else " or pass --download on a machine with network"
+        raise DatasetUnavailable(f"dataset {name!r} is not in {root!r} ({type(exc).__name__}: {exc}). Put the "
+                                 f"torchvision {TORCHVISION[name]} files there (--data-dir DIR){hint}, or use "
+                                 f"--dataset digits (offline).") from exc
+
+    def tensors(ds):
+        x = torch.as_tensor(ds.data)
+        x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x.unsqueeze(1)  # CIFAR is NHWC
+        return x.float() / 255.0, torch.as_tensor(ds.targets, dtype=torch.long)
+
+    return tensors(train), tensors(test), f"torchvision {TORCHVISION[name]} from {root}"
+
+
+def load_dataset(name: str = "digits", *, data_dir: str | None = None, download: bool = False,
+                 val_fraction: float = 0.2, subset: int | None = None, seed: int = 0) -> Splits:
+    """Train/validation/test splits of ``name`` (validation carved from the training set)."""
+    if name not in DATASETS:
+        raise DatasetUnavailable(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    if name == "digits":
+        train, test, source = _digits()
+    else:
+        train, test, source = _torchvision(name, data_dir, download)
+    x, y = train
+    if subset is not None:
+        x, y, test = x[:subset], y[:subset], (test[0][:max(subset // 4, 1)], test[1][:max(subset // 4, 1)])
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = int(len(y) * val_fraction)
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    classes = int(max(y.max(), test[1].max()) + 1)
+    return Splits(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), test, classes, source)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    """(x, y) mini-batches; shuffled with a fixed seed when asked."""
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(len(y))
+    for i in range(0, len(y), batch_size):
+        j = idx[i:i + batch_size]
+        yield x[j], y[j]

@@ -1,0 +1,127 @@
+"""Study presets from the ANN-vs-SNN literature, and the models they describe.
+
+Where a paper leaves a setting unstated the preset fills it with a default listed in ``filled`` (and
+shown in the report).  Input size and class count follow the dataset (784 inputs on MNIST, 64 on the
+8x8 digits); pooling stops once a feature map is 1 pixel wide, so every CNN also runs on small images.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..nn import LIF, SpikingSequential
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str
+    arch: str  # "mlp" or "cnn"
+    dataset: str = "mnist"
+    hidden: tuple = ()  # MLP hidden sizes
+    conv: tuple = ()  # CNN conv channels
+    kernel: int = 3
+    padding: int = 1
+    pool: str = "max"  # pooling after every conv: "max" or "avg"
+    fc: tuple = ()  # CNN hidden FC sizes
+    dropout: float = 0.0
+    beta: float = 0.9
+    surrogate: str = "atan"
+    loss: str = "ce_rate"  # SNN loss: "mse_count" or "ce_rate"
+    correct_rate: float = 0.8
+    incorrect_rate: float = 0.2
+    encoding: str = "rate"  # SNN input coding: "rate" (Poisson) or "direct"
+    T: int = 25  # SNN training/evaluation steps
+    T_list: tuple = (4, 8, 16, 32)  # converted-SNN steps
+    lr: float = 1e-3
+    epochs: int = 20
+    batch_size: int = 128
+    val_fraction: float = 0.2
+    train_snn: bool = True
+    convert: bool = True
+    filled: tuple = ()  # settings the paper does not state, filled here
+    extra: dict = field(default_factory=dict)
+
+    def override(self, **changes) -> "Preset":
+        """A copy with the given fields changed (the CLI's flags)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown preset fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+LUO = "Luo et al. 2024, 'Comparison of ANN and SNN ... MNIST/CIFAR-10'"
+CASSETTA = "Cassetta et al. 2023, 'SNN vs ANN: robustness and energy'"
+PRESETS = {p.name: p for p in [
+    Preset("luo2024-mlp", LUO, "mlp", hidden=(256, 256), beta=0.8, surrogate="atan", loss="mse_count",
+           correct_rate=0.8, incorrect_rate=0.2, encoding="rate", lr=1e-3, epochs=20,
+           filled=("T=25 steps", "batch size 128")),
+    Preset("luo2024-cnn", LUO, "cnn", dataset="cifar10", conv=(32, 64, 128, 256, 256), kernel=5, padding=2,
+           pool="max", fc=(512,), dropout=0.2, beta=0.8, encoding="direct", T=8, lr=1e-3, epochs=30,
+           filled=("conv channels 32-64-128-256-256", "SNN: LIF beta=0.8, direct coding, T=8", "batch size 128")),
+    Preset("cassetta2023-mlp-s", CASSETTA, "mlp", hidden=(256,), encoding="rate", T=20, T_list=(5, 20, 50),
+           epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+    Preset("cassetta2023-mlp-m", CASSETTA, "mlp", hidden=(512, 256, 64), dropout=0.5, encoding="rate", T=20,
+           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+    Preset("cassetta2023-mlp-l", CASSETTA, "mlp", hidden=(2000, 500, 64, 16), dropout=0.5, encoding="rate", T=20,
+           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+    Preset("cassetta2023-cnn-s", CASSETTA, "cnn", dataset="cifar10", conv=(16, 16, 32, 32), pool="avg",
+           fc=(1024, 512), encoding="direct", T=8, T_list=(5, 20, 50), epochs=30,
+           filled=("SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
+    Preset("cassetta2023-cnn-m", CASSETTA, "cnn", dataset="cifar10", conv=(32, 32, 64, 64, 128, 256, 256),
+           pool="avg", fc=(512,), encoding="direct", T=8, T_list=(5, 20, 50), epochs=30,
+           filled=("FC 512", "SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
+    Preset("reddi-mlp", "Reddi et al., snnTorch tutorial-style MNIST comparison", "mlp", hidden=(1000,), beta=0.95,
+           T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128")),
+    Preset("niederlechner2019-cnn", "Niederlechner 2019, conversion of Keras-style CNNs (snntoolbox)", "cnn",
+           conv=(32, 32), pool="max", fc=(128,), dropout=0.25, train_snn=False, convert=True, epochs=10,
+           T_list=(4, 8, 16, 32, 64), filled=("two conv-maxpool-dropout bundles of 32 filters", "FC 128")),
+]}
+
+
+def _spatial_after_pools(size: int, n: int) -> list[bool]:
+    """Which of n convs get a 2x2 pool: while the map is at least 2 pixels wide."""
+    out = []
+    for _ in range(n):
+        out.append(size >= 2)
+        size = size // 2 if size >= 2 else size
+    return out
+
+
+def _cnn_body(p: Preset, in_ch: int, size: int, spiking: bool) -> tuple[list, int]:
+    layers, ch = [], in_ch
+    for c, pooled in zip(p.conv, _spatial_after_pools(size, len(p.conv))):
+        layers += [nn.Conv2d(ch, c, p.kernel, padding=p.padding), _act(p, spiking)]
+        if pooled:
+            layers.append(nn.MaxPool2d(2) if p.pool == "max" else nn.AvgPool2d(2))
+            size //= 2
+        ch = c
+    return layers, ch * size * size
+
+
+def _act(p: Preset, spiking: bool) -> nn.Module:
+    return LIF(beta=p.beta, surrogate=p.surrogate) if spiking else nn.ReLU()
+
+
+def build_model(p: Preset, input_shape: tuple, classes: int, *, spiking: bool) -> nn.Module:
+    """The preset's ANN (ReLU) or SNN (``SpikingSequential`` with LIF, spikes out of the last layer)."""
+    c, h = input_shape[0], input_shape[-1]
+    if p.arch == "mlp":
+        layers, width = [nn.Flatten()], c * input_shape[1] * input_shape[2]
+        sizes = p.hidden
+    else:
+        layers, width = _cnn_body(p, c, h, spiking)
+        layers.append(nn.Flatten())
+        sizes = p.fc
+    for n in sizes:
+        layers += [nn.Linear(width, n), _act(p, spiking)]
+        if p.dropout:
+            layers.append(nn.Dropout(p.dropout))
+        width = n
+    layers.append(nn.Linear(width, classes))
+    if spiking:
+        layers.append(LIF(beta=p.beta, surrogate=p.surrogate))
+        return SpikingSequential(*layers)
+    return nn.Sequential(*layers)

@@ -1,0 +1,123 @@
+"""Write a study's ``report.json``, ``report.md`` and PNG plots."""
+from __future__ import annotations
+
+import json
+import os
+
+from ..convert import plot_accuracy_vs_T
+
+ROWS = [("accuracy", "accuracy", ".4f"), ("recall (macro)", "recall_macro", ".4f"), ("F1 (macro)", "f1_macro", ".4f"),
+        ("inference ms/sample", "inference_ms_per_sample", ".4g"), ("peak GPU memory MB", "peak_gpu_memory_mb", ".1f"),
+        ("measured W", "measured_watts", ".1f"), ("measured J/sample", "measured_j_per_sample", ".4g"),
+        ("estimated J/sample (45nm-fp32, estimate)", "estimated_j_per_sample", ".4g"),
+        ("MACs/sample", "macs_per_sample", ".4g"), ("ACs/sample", "acs_per_sample", ".4g"),
+        ("parameters", "parameters", "d"), ("model size MB", "model_size_mb", ".3f")]
+
+
+def _cell(value, spec) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def _models(result: dict) -> dict:
+    return {k: result[k] for k in ("ann", "snn", "converted") if isinstance(result.get(k), dict)}
+
+
+def render_markdown(result: dict, plots: dict) -> str:
+    models = _models(result)
+    lines = [f"# snnkern compare: {result['preset']}", "",
+             f"Source: {result['source']}. Dataset: {result['dataset']} ({result['dataset_source']}). "
+             f"Device: {result['device']}, GPU: {result['gpu']}.", ""]
+    if result["filled_defaults"]:
+        lines += ["Settings the paper leaves unstated, filled with defaults: " + "; ".join(result["filled_defaults"]), ""]
+    names = {k: v.get("name", k) for k, v in models.items()}
+    lines += ["| metric | " + " | ".join(names.values()) + " |", "|---|" + "---:|" * len(models)]
+    for label, key, spec in ROWS:
+        lines.append(f"| {label} | " + " | ".join(_cell(m.get(key, "—"), spec) for m in models.values()) + " |")
+    for key in ("ann", "snn"):
+        if isinstance(result.get(key), dict):
+            secs = result[key]["training"]["epoch_seconds"]
+            lines.append(f"\n{names[key]} training: {len(secs)} epochs, {sum(secs) / len(secs):.3g} s/epoch mean; "
+                         f"final validation accuracy {result[key]['training']['val_accuracy'][-1]:.4f}")
+    for key in ("snn", "converted"):
+        if not isinstance(result.get(key), dict):
+            lines.append(f"\n{key}: {result.get(key)}")
+    if isinstance(result.get("converted"), dict):
+        acc = result["converted"]["accuracy_vs_T"]
+        lines += ["", "Converted SNN accuracy vs T: " + ", ".join(f"T={t}: {a:.4f}" for t, a in acc.items()),
+                  f"Efficiency factor (ANN MAC energy / converted SNN SyOP energy, estimate): "
+                  f"{_cell(result['converted']['efficiency_factor'], '.3g')}"]
+    if "robustness" in result:
+        for kind in ("gaussian_noise", "fgsm"):
+            lines += ["", f"Robustness, {kind} (level: accuracy):"]
+            for model, curves in result["robustness"].items():
+                lines.append(f"- {model}: " + ", ".join(f"{k}: {v:.3f}" for k, v in curves[kind].items()))
+    lines += [""] + [f"![{name}]({os.path.basename(path)})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_plots(result: dict, out_dir: str) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+    models = _models(result)
+    if isinstance(result.get("converted"), dict):
+        path = os.path.join(out_dir, "accuracy_vs_T.png")
+        plots["accuracy vs T"] = plot_accuracy_vs_T(result["converted"]["accuracy_vs_T"], path,
+                                                    ann_accuracy=result["ann"]["accuracy"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = [m["name"] for m in models.values()]
+    est = [m["estimated_j_per_sample"] for m in models.values()]
+    meas = [m["measured_j_per_sample"] if isinstance(m["measured_j_per_sample"], float) else 0.0
+            for m in models.values()]
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], est, width=0.4, label="estimate (45nm-fp32)")
+    ax.bar([x + 0.2 for x in xs], meas, width=0.4, label="measured (NVML; 0 = unavailable)")
+    ax.set_xticks(list(xs), names, rotation=15)
+    ax.set_yscale("log")
+    ax.set_ylabel("J / sample")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plots["energy per sample"] = os.path.join(out_dir, "energy_per_sample.png")
+    fig.savefig(plots["energy per sample"], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key in ("ann", "snn"):
+        if key in models:
+            secs = models[key]["training"]["epoch_seconds"]
+            ax.plot(range(1, len(secs) + 1), secs, marker="o", label=models[key]["name"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("seconds / epoch")
+    ax.legend()
+    fig.tight_layout()
+    plots["time per epoch"] = os.path.join(out_dir, "time_per_epoch.png")
+    fig.savefig(plots["time per epoch"], dpi=120)
+    plt.close(fig)
+    if "robustness" in result:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for ax, kind, label in zip(axes, ("gaussian_noise", "fgsm"), ("noise sigma", "FGSM epsilon")):
+            for model, curves in result["robustness"].items():
+                ax.plot(list(curves[kind]), list(curves[kind].values()), marker=".", label=model.upper())
+            ax.set_xlabel(label)
+            ax.set_ylabel("accuracy")
+            ax.legend()
+        fig.tight_layout()
+        plots["robustness"] = os.path.join(out_dir, "robustness.png")
+        fig.savefig(plots["robustness"], dpi=120)
+        plt.close(fig)
+    return plots
+
+
+def write_report(result: dict, out_dir: str) -> dict:
+    os.makedirs(out_dir, exist_ok=True)
+    plots = make_plots(result, out_dir)
+    paths = {"json": os.path.join(out_dir, "report.json"), "markdown": os.path.join(out_dir, "report.md")}
+    with open(paths["json"], "w") as f:
+        json.dump(result, f, indent=2, default=str)
+    with open(paths["markdown"], "w") as f:
+        f.write(render_markdown(result, plots))
+    return {**paths, **plots}

@@ -1,0 +1,198 @@
+"""``snnkern compare``: train an ANN and an SNN of one preset, convert the ANN, measure everything.
+
+Every metric is filled or explicitly "unavailable" with the reason (GPU memory and measured energy
+need a GPU with NVML).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import convert as convert_ann
+from ..convert import accuracy_vs_T
+from ..data import Splits, batches
+from ..energy import EnergyMeter, count_ops, estimate_energy
+from ..nn import ce_rate_loss, mse_count_loss, reset_states
+from .presets import Preset, build_model
+
+NOISE_LEVELS = [round(0.1 * i, 2) for i in range(11)]
+FGSM_EPS = [round(0.05 * i, 2) for i in range(21)]
+
+
+def unavailable(reason: str) -> str:
+    return f"unavailable ({reason})"
+
+
+class SNNClassifier(nn.Module):
+    """Image batch -> spike counts [B, classes]: encodes the input over T steps, runs the SNN."""
+
+    def __init__(self, snn: nn.Module, T: int, encoding: str):
+        super().__init__()
+        self.snn, self.T, self.encoding = snn, T, encoding
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = x.unsqueeze(0).expand(self.T, *x.shape)
+        if self.encoding == "rate":  # Poisson spikes; straight-through so attacks can take gradients
+            x_seq = x_seq + (torch.bernoulli(x_seq.clamp(0, 1).detach()) - x_seq).detach()
+        return x_seq
+
+    def spikes(self, x: torch.Tensor) -> torch.Tensor:
+        reset_states(self.snn)
+        return self.snn(self.encode(x))  # [T, B, classes]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spikes(x).sum(0)
+
+
+def _loss(p: Preset, model: nn.Module, x, y, spiking: bool):
+    if not spiking:
+        return F.cross_entropy(model(x), y)
+    spikes = model.spikes(x)
+    if p.loss == "mse_count":
+        return mse_count_loss(spikes, y, correct_rate=p.correct_rate, incorrect_rate=p.incorrect_rate)
+    return ce_rate_loss(spikes, y)
+
+
+def train(p: Preset, model: nn.Module, data: Splits, device, *, spiking: bool, progress: bool) -> dict:
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    epoch_times, val_acc = [], []
+    x, y = data.train
+    for epoch in range(p.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        steps = batches(x, y, p.batch_size, shuffle=True, seed=epoch)
+        bar = tqdm(steps, total=-(-len(y) // p.batch_size), desc=f"{'SNN' if spiking else 'ANN'} epoch {epoch + 1}",
+                   disable=not progress, leave=False)
+        for xb, yb in bar:
+            opt.zero_grad(set_to_none=True)
+            loss = _loss(p, model, xb.to(device), yb.to(device), spiking)
+            loss.backward()
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_times.append(time.perf_counter() - t0)
+        val_acc.append(evaluate(model, data.val, device, p.batch_size)["accuracy"])
+    return {"epoch_seconds": epoch_times, "val_accuracy": val_acc}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(-1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def evaluate(model, split, device, batch_size: int) -> dict:
+    from sklearn.metrics import f1_score, recall_score
+
+    x, y = split
+    pred = predict(model, x, device, batch_size)
+    return {"accuracy": float((pred == y).float().mean()),
+            "recall_macro": float(recall_score(y, pred, average="macro", zero_division=0)),
+            "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0))}
+
+
+def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts_input, counts_kwargs=None,
+            batch_dim: int = 0) -> dict:
+    """Accuracy metrics, time, memory, measured and estimated energy, size."""
+    out = evaluate(model, data.test, device, p.batch_size)
+    x = data.test[0][:p.batch_size].to(device)
+    model.eval()
+    with torch.no_grad():
+        model(x)  # warm-up (kernels compile on first use)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        out["inference_ms_per_sample"] = (time.perf_counter() - t0) * 1e3 / len(x)
+        out["peak_gpu_memory_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                                     else unavailable("CPU run"))
+        calls = 0
+        with EnergyMeter(samples=None, idle_seconds=0.5) as meter:
+            t0 = time.perf_counter()
+            while device.type == "cuda" and time.perf_counter() - t0 < 2.0:
+                model(x)
+                calls += 1
+    r = meter.reading
+    if r.available and calls:
+        out.update(measured_watts=r.mean_watts, measured_j_per_sample=r.joules / (calls * len(x)), gpu=r.gpu)
+    else:
+        reason = r.reason if not r.available else "CPU run"
+        out.update(measured_watts=unavailable(reason), measured_j_per_sample=unavailable(reason))
+    counts = count_ops(model, counts_input, batch_dim=batch_dim, forward_kwargs=counts_kwargs)
+    out.update(macs_per_sample=counts.per_sample("macs"), acs_per_sample=counts.per_sample("acs"),
+               estimated_j_per_sample=estimate_energy(counts, "45nm-fp32"), energy_preset="45nm-fp32 (estimate)")
+    params = sum(q.numel() for q in model.parameters())
+    out.update(parameters=params, model_size_mb=sum(q.numel() * q.element_size() for q in model.parameters()) / 2**20,
+               name=name)
+    return out
+
+
+def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: int = 0) -> dict:
+    """Accuracy under Gaussian input noise (sigma 0..1) and FGSM (epsilon 0..1, step 0.05)."""
+    x, y = data.test
+    gen = torch.Generator().manual_seed(seed)
+    noise = {}
+    for sigma in NOISE_LEVELS:
+        xn = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+        noise[sigma] = float((predict(model, xn, device, batch_size) == y).float().mean())
+    fgsm = {}
+    model.eval()
+    grads = []
+    for xb, yb in batches(x, y, batch_size):
+        xb = xb.to(device).requires_grad_()
+        F.cross_entropy(model(xb).float(), yb.to(device)).backward()
+        grads.append(xb.grad.sign().cpu())
+    sign = torch.cat(grads)
+    for eps in FGSM_EPS:
+        fgsm[eps] = float((predict(model, (x + eps * sign).clamp(0, 1), device, batch_size) == y).float().mean())
+    return {"gaussian_noise": noise, "fgsm": fgsm}
+
+
+def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness: bool = False,
+              progress: bool = True) -> dict:
+    torch.manual_seed(0)
+    result = {"preset": p.name, "source": p.source, "filled_defaults": list(p.filled), "dataset": data.name,
+              "dataset_source": data.source, "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else unavailable("CPU run"),
+              "settings": {k: v for k, v in vars(p).items() if k not in ("extra",)}}
+    sample = data.test[0][:8].to(device)
+
+    ann = build_model(p, data.input_shape, data.classes, spiking=False).to(device)
+    result["ann"] = {"training": train(p, ann, data, device, spiking=False, progress=progress)}
+    result["ann"].update(measure(ann, "ANN", data, device, p, sample))
+
+    if p.train_snn:
+        snn = SNNClassifier(build_model(p, data.input_shape, data.classes, spiking=True).to(device), p.T, p.encoding)
+        result["snn"] = {"training": train(p, snn, data, device, spiking=True, progress=progress), "T": p.T}
+        result["snn"].update(measure(snn, f"SNN (T={p.T})", data, device, p, sample))
+    else:
+        result["snn"] = unavailable("this preset converts only")
+
+    if p.convert:
+        converted = convert_ann(ann.eval(), data.train[0][:512].to(device), mode="99.9%")
+        loader = list(batches(data.test[0], data.test[1], p.batch_size))
+        acc = accuracy_vs_T(converted, [(xb.to(device), yb.to(device)) for xb, yb in loader], list(p.T_list))
+        T_max = max(p.T_list)
+        converted.T = T_max
+        conv = {"accuracy_vs_T": acc, "T": T_max}
+        conv.update(measure(converted, f"converted SNN (T={T_max})", data, device, p, sample))
+        ann_ops = result["ann"]["macs_per_sample"] * 4.6
+        conv_ops = conv["macs_per_sample"] * 4.6 + conv["acs_per_sample"] * 0.9
+        conv["efficiency_factor"] = ann_ops / conv_ops if conv_ops else unavailable("no operations")
+        result["converted"] = conv
+    else:
+        result["converted"] = unavailable("conversion off for this preset")
+
+    if with_robustness:
+        result["robustness"] = {"ann": robustness(ann, data, device, p.batch_size)}
+        if p.train_snn:
+            result["robustness"]["snn"] = robustness(snn, data, device, p.batch_size)
+    return result
