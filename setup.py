@@ -80,10 +80,11 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["snnkern", "snnkern.*"]),
-    install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy"],
+    install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy", "tqdm"],
     extras_require={
         "peers": PEERS,
         "test": ["pytest>=7", "pytest-benchmark>=4", "scikit-learn", "matplotlib", "nvidia-ml-py"] + PEERS,
+        "study": ["scikit-learn", "matplotlib", "nvidia-ml-py", "torchvision"],
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
     },
     entry_points={"console_scripts": ["snnkern=snnkern.cli:main"]},

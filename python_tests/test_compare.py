@@ -1,0 +1,91 @@
+"""The study runner end to end on CPU with a tiny run, the presets' layer sizes, and dataset errors."""
+import json
+import os
+
+import pytest
+import torch
+
+from snnkern.cli import main
+from snnkern.data import DatasetUnavailable, load_dataset
+from snnkern.experiments import PRESETS, build_model
+
+pytest.importorskip("sklearn")
+
+
+def params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def linear(i, o):
+    return i * o + o
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("luo2024-mlp", linear(784, 256) + linear(256, 256) + linear(256, 10)),
+    ("cassetta2023-mlp-s", linear(784, 256) + linear(256, 10)),
+    ("cassetta2023-mlp-m", linear(784, 512) + linear(512, 256) + linear(256, 64) + linear(64, 10)),
+    ("cassetta2023-mlp-l", linear(784, 2000) + linear(2000, 500) + linear(500, 64) + linear(64, 16) + linear(16, 10)),
+    ("reddi-mlp", linear(784, 1000) + linear(1000, 10)),
+])
+def test_mlp_presets_have_their_documented_sizes(name, expected):
+    p = PRESETS[name]
+    for spiking in (False, True):
+        assert params(build_model(p, (1, 28, 28), 10, spiking=spiking)) == expected
+
+
+def conv(i, o, k):
+    return i * o * k * k + o
+
+
+def test_cnn_presets_have_their_documented_sizes():
+    luo = build_model(PRESETS["luo2024-cnn"], (3, 32, 32), 10, spiking=False)
+    ch = [3, 32, 64, 128, 256, 256]
+    convs = sum(conv(a, b, 5) for a, b in zip(ch, ch[1:]))
+    assert params(luo) == convs + linear(256 * 1 * 1, 512) + linear(512, 10)  # 5 pools: 32 -> 1
+    s = build_model(PRESETS["cassetta2023-cnn-s"], (3, 32, 32), 10, spiking=False)
+    ch = [3, 16, 16, 32, 32]
+    assert params(s) == sum(conv(a, b, 3) for a, b in zip(ch, ch[1:])) + linear(32 * 2 * 2, 1024) + \
+        linear(1024, 512) + linear(512, 10)
+    m = build_model(PRESETS["cassetta2023-cnn-m"], (3, 32, 32), 10, spiking=True)  # 7 convs: pools stop at 1 px
+    assert m(torch.rand(2, 1, 3, 32, 32)).shape == (2, 1, 10)
+    nied = build_model(PRESETS["niederlechner2019-cnn"], (1, 28, 28), 10, spiking=False)
+    assert any(isinstance(x, torch.nn.Dropout) for x in nied) and nied(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_compare_end_to_end_tiny(tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = main(["compare", "--dataset", "digits", "--epochs", "1", "--subset", "300", "--T", "4", "8",
+               "--robustness", "--quiet", "--out", str(out)])
+    assert rc == 0
+    for name in ("report.md", "report.json", "accuracy_vs_T.png", "energy_per_sample.png", "time_per_epoch.png",
+                 "robustness.png"):
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "report.json").read_text())
+    fields = ["accuracy", "recall_macro", "f1_macro", "inference_ms_per_sample", "peak_gpu_memory_mb",
+              "measured_watts", "measured_j_per_sample", "estimated_j_per_sample", "parameters", "model_size_mb"]
+    for model in ("ann", "snn", "converted"):
+        for f in fields:
+            value = result[model][f]
+            assert isinstance(value, (int, float)) or str(value).startswith("unavailable ("), (model, f, value)
+    assert len(result["ann"]["training"]["epoch_seconds"]) == 1 and result["snn"]["T"] == 8
+    assert set(result["converted"]["accuracy_vs_T"]) == {"4", "8"}
+    assert len(result["robustness"]["snn"]["fgsm"]) == 21 and len(result["robustness"]["ann"]["gaussian_noise"]) == 11
+    md = (out / "report.md").read_text()
+    assert "estimate" in md and "Converted SNN accuracy vs T" in md
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_missing_dataset_gives_a_clear_message(tmp_path, capsys):
+    with pytest.raises(DatasetUnavailable, match="--data-dir"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    rc = main(["compare", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "digits" in err and "Traceback" not in err
+    assert main(["compare", "--preset", "nope"]) == 2
+
+
+def test_presets_listing(capsys):
+    assert main(["presets"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in PRESETS)
