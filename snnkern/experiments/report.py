@@ -76,7 +76,10 @@ def make_plots(result: dict, out_dir: str) -> dict:
             for m in models.values()]
     xs = range(len(names))
     ax.bar([x - 0.2 for x in xs], est, width=0.4, label="estimate (45nm-fp32)")
-    ax.bar([x + 0.2 for x in xs], meas, width=0.4, label="measured (NVML; 0 = unavailable)")
+    if any(meas):
+        ax.bar([x + 0.2 for x in xs], meas, width=0.4, label="measured (NVML)")
+    else:
+        ax.set_title("measured energy unavailable on this run (no NVML GPU)", fontsize=9)
     ax.set_xticks(list(xs), names, rotation=15)
     ax.set_yscale("log")
     ax.set_ylabel("J / sample")
