@@ -1,4 +1,5 @@
-"""Render a pytest-benchmark JSON of this suite as markdown: ``python -m bench.report OUT.json [> OUT.md]``.
+"""Render a pytest-benchmark JSON of this suite as markdown: ``python -m bench.report OUT.json [> OUT.md]``;
+``--plots DIR`` also writes PNGs of the network groups (throughput vs T, J/sample SNN vs ANN, memory).
 
 Times are the do_bench medians (CUDA events) stored in ``extra_info``; ratios are each row's time
 over the group's baseline in the same run (snnkern for kernel groups, the original model for swap
@@ -48,12 +49,60 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_networks(data: dict, out_dir: str) -> list[str]:
+    """One figure per metric, one panel per network: ANN as a line, SNN and converted SNN over T."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("network")]
+    networks = sorted({r["network"] for r in rows})
+    if not networks:
+        return []
+    os.makedirs(out_dir, exist_ok=True)
+    metrics = [("samples_per_s", "inference samples/s", "inference", "throughput_vs_T.png"),
+               ("j_per_sample", "J/sample (measured)", "inference", "energy_vs_T.png"),
+               ("peak_mib", "peak memory MiB (train step)", "train_step", "memory_vs_T.png")]
+    paths = []
+    for key, label, mode, name in metrics:
+        fig, axes = plt.subplots(1, len(networks), figsize=(3.2 * len(networks), 3), squeeze=False)
+        for ax, net in zip(axes[0], networks):
+            sel = [r for r in rows if r["network"] == net and r["mode"] == mode and isinstance(r.get(key), float)]
+            for kind, style in (("snn", "o-"), ("converted", "s--")):
+                pts = sorted((r["T"], r[key]) for r in sel if r["kind"] == kind)
+                if pts:
+                    ax.plot(*zip(*pts), style, label=kind)
+            ann = [r[key] for r in sel if r["kind"] == "ann"]
+            if ann:
+                ax.axhline(ann[0], color="gray", linestyle=":", label="ANN")
+            ax.set_title(net, fontsize=8)
+            ax.set_xlabel("T")
+            ax.set_xscale("log", base=2)
+        axes[0][0].set_ylabel(label)
+        if axes[0][0].get_legend_handles_labels()[0]:
+            axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(out_dir, name)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("json_file")
+    parser.add_argument("--plots", default=None, help="directory for PNG plots of the network groups")
     args = parser.parse_args(argv)
     with open(args.json_file) as f:
-        print(render(json.load(f)))
+        data = json.load(f)
+    print(render(data))
+    if args.plots:
+        for path in plot_networks(data, args.plots):
+            print(f"![{path}]({path})")
 
 
 if __name__ == "__main__":
