@@ -39,6 +39,9 @@ def cuda_extension():
     if not sources:
         reason = "csrc/ holds no sources"
     else:
+        # a standard toolkit location wins over an nvcc wrapper on PATH (torch would take PATH's parent)
+        if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and os.path.exists("/usr/local/cuda/bin/nvcc"):
+            os.environ["CUDA_HOME"] = "/usr/local/cuda"
         try:
             import torch
             from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
@@ -60,7 +63,9 @@ def cuda_extension():
         name="snnkern._C",
         sources=sources,
         include_dirs=[os.path.join(HERE, "csrc")],
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+        # no FMA contraction and no fast math: the kernels must equal the PyTorch reference bit for bit
+        extra_compile_args={"cxx": ["-O3", "-ffp-contract=off"],  # the C++ standard: torch picks it
+                            "nvcc": ["-O3", "-fmad=false", "-Xcompiler", "-ffp-contract=off"]},
     )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 

@@ -11,7 +11,13 @@ import snnkern
 from snnkern.functional import if_, lif
 from snnkern.ops.lif import MAX_CHUNK, checkpoint_rows
 
-pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(params=[pytest.param("triton", marks=pytest.mark.triton),
+                        pytest.param("cuda", marks=pytest.mark.cuda_ext)])
+def kernel_backend(request):
+    """The fused kernels under test: Triton, and the C++/CUDA extension (its host build on a CPU machine)."""
+    return request.param
 
 GRAD_TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1.6e-2, 1e-2), torch.float16: (1e-3, 1e-3)}
 
@@ -40,8 +46,8 @@ def run(backend, device, x, v0, gs, gv, fn=lif, params=(), **kw):
     return spikes, v_last, grads
 
 
-def assert_same(device, x, v0, gs, gv, fn=lif, params=(), **kw):
-    ks, kv, kg = run("triton", device, x, v0, gs, gv, fn, params, **kw)
+def assert_same(device, backend, x, v0, gs, gv, fn=lif, params=(), **kw):
+    ks, kv, kg = run(backend, device, x, v0, gs, gv, fn, params, **kw)
     rs, rv, rg = run("torch", device, x, v0, gs, gv, fn, params, **kw)
     assert ks.dtype == rs.dtype == x.dtype
     assert torch.equal(ks, rs), "spikes differ"
@@ -64,11 +70,11 @@ CASES = [
 
 @pytest.mark.parametrize("convention,reset,v_reset", CASES)
 @pytest.mark.parametrize("T", [1, 7, MAX_CHUNK + 1, 2 * MAX_CHUNK + 6])
-def test_every_reset_and_chunking(kernel_device, convention, reset, v_reset, T):
+def test_every_reset_and_chunking(kernel_device, kernel_backend, convention, reset, v_reset, T):
     x, v0, gs, gv = make_inputs(T, (3, 37), seed=T)
     beta = torch.rand(37, generator=torch.Generator().manual_seed(T)) * 0.5 + 0.45  # per neuron, learnable
     thr = torch.tensor(0.8)  # scalar tensor, learnable
-    spikes = assert_same(kernel_device, x, v0, gs, gv, params=[("beta", beta), ("threshold", thr)],
+    spikes = assert_same(kernel_device, kernel_backend, x, v0, gs, gv, params=[("beta", beta), ("threshold", thr)],
                          convention=convention, reset=reset, v_reset=v_reset, decay_input=False)
     rate = spikes.float().mean().item()
     assert 0.05 < rate < 0.95, f"inputs should make neurons fire sometimes, firing rate {rate}"
@@ -77,109 +83,109 @@ def test_every_reset_and_chunking(kernel_device, convention, reset, v_reset, T):
 @pytest.mark.parametrize("surrogate,alpha", [("atan", None), ("atan", 5.0), ("sigmoid", 4.0), ("fast_sigmoid", 25.0),
                                              ("triangle", 1.0), ("rectangle", 2.0), ("straight_through", None)])
 @pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
-def test_surrogates(kernel_device, surrogate, alpha, convention):
+def test_surrogates(kernel_device, kernel_backend, surrogate, alpha, convention):
     x, v0, gs, gv = make_inputs(9, (5, 21), seed=1)
-    assert_same(kernel_device, x, v0, gs, gv, convention=convention, surrogate=surrogate, alpha=alpha)
+    assert_same(kernel_device, kernel_backend, x, v0, gs, gv, convention=convention, surrogate=surrogate, alpha=alpha)
 
 
 @pytest.mark.parametrize("decay_input", [True, False])
 @pytest.mark.parametrize("detach_reset", [True, False])
 @pytest.mark.parametrize("reset", ["subtract", "hard"])
-def test_spikingjelly_options(kernel_device, decay_input, detach_reset, reset):
+def test_spikingjelly_options(kernel_device, kernel_backend, decay_input, detach_reset, reset):
     x, v0, gs, gv = make_inputs(12, (4, 19), seed=2)
     x = x * 2.0  # decay_input halves the drive at tau=2
     thr = torch.rand(4, 19, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.6  # per-neuron threshold, learnable
-    assert_same(kernel_device, x, v0, gs, gv, params=[("tau", torch.tensor(2.5)), ("threshold", thr)],
+    assert_same(kernel_device, kernel_backend, x, v0, gs, gv, params=[("tau", torch.tensor(2.5)), ("threshold", thr)],
                 convention="spikingjelly", reset=reset, v_reset=0.1 if reset == "hard" else 0.0,
                 decay_input=decay_input, detach_reset=detach_reset)
 
 
-def test_parametric_lif_beta_from_sigmoid(kernel_device):
+def test_parametric_lif_beta_from_sigmoid(kernel_device, kernel_backend):
     """SpikingJelly ParametricLIFNode: 1/tau = sigmoid(w), the gradient reaches w."""
     x, v0, gs, gv = make_inputs(10, (2, 33), seed=3)
     grads = {}
-    for backend in ("triton", "torch"):
+    for backend in (kernel_backend, "torch"):
         w = torch.tensor(-0.4, device=kernel_device, requires_grad=True)
         s, v = lif(x.to(kernel_device), beta=1.0 - w.sigmoid(), convention="spikingjelly", decay_input=True,
                    reset="hard", backend=backend)
         ((s * gs.to(kernel_device)).sum() + (v * gv.to(kernel_device)).sum()).backward()
         grads[backend] = w.grad
-    torch.testing.assert_close(grads["triton"], grads["torch"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[kernel_backend], grads["torch"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(1031,), (2, 3, 4, 5), (1, 1)])
 @pytest.mark.parametrize("v0_given", [True, False])
-def test_shapes_and_initial_state(kernel_device, shape, v0_given):
+def test_shapes_and_initial_state(kernel_device, kernel_backend, shape, v0_given):
     x, v0, gs, gv = make_inputs(6, shape, seed=4)
-    assert_same(kernel_device, x, v0 if v0_given else None, gs, gv, params=[("beta", 0.8)])
-    assert_same(kernel_device, x, v0 if v0_given else None, gs, gv, convention="spikingjelly", reset="hard",
+    assert_same(kernel_device, kernel_backend, x, v0 if v0_given else None, gs, gv, params=[("beta", 0.8)])
+    assert_same(kernel_device, kernel_backend, x, v0 if v0_given else None, gs, gv, convention="spikingjelly", reset="hard",
                 v_reset=-0.1)
 
 
-def test_if_neuron(kernel_device):
+def test_if_neuron(kernel_device, kernel_backend):
     x, v0, gs, gv = make_inputs(11, (3, 40), seed=5)
     for convention in ("snntorch", "spikingjelly"):
-        assert_same(kernel_device, x, v0, gs, gv, fn=if_, params=[("threshold", torch.tensor(1.3))],
+        assert_same(kernel_device, kernel_backend, x, v0, gs, gv, fn=if_, params=[("threshold", torch.tensor(1.3))],
                     convention=convention)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
-def test_half_precision_inputs(kernel_device, dtype, convention):
+def test_half_precision_inputs(kernel_device, kernel_backend, dtype, convention):
     x, v0, gs, gv = make_inputs(MAX_CHUNK + 3, (3, 29), seed=6, dtype=dtype)
-    assert_same(kernel_device, x, v0, gs, gv, params=[("beta", torch.linspace(0.5, 0.9, 29))], convention=convention)
+    assert_same(kernel_device, kernel_backend, x, v0, gs, gv, params=[("beta", torch.linspace(0.5, 0.9, 29))], convention=convention)
 
 
-def test_non_contiguous_input_and_grad(kernel_device):
+def test_non_contiguous_input_and_grad(kernel_device, kernel_backend):
     g = torch.Generator().manual_seed(7)
     base = torch.randn(9, 23, 6, generator=g) + 0.4
     x = base.transpose(1, 2)  # [9, 6, 23], not contiguous
     gs = torch.randn(9, 23, 6, generator=g).transpose(1, 2)
     assert not x.is_contiguous() and not gs.is_contiguous()
     _, v0, _, gv = make_inputs(9, (6, 23), seed=8)
-    assert_same(kernel_device, x, v0, gs, gv, convention="spikingjelly", reset="hard")
+    assert_same(kernel_device, kernel_backend, x, v0, gs, gv, convention="spikingjelly", reset="hard")
 
 
-def test_grad_of_one_output_only(kernel_device):
+def test_grad_of_one_output_only(kernel_device, kernel_backend):
     x, v0, _, _ = make_inputs(40, (3, 17), seed=9)
     for use in ("spikes", "v_last"):
         grads = {}
-        for backend in ("triton", "torch"):
+        for backend in (kernel_backend, "torch"):
             xx = x.to(kernel_device).clone().requires_grad_()
             s, v = lif(xx, v0.to(kernel_device), backend=backend)
             (s.sum() if use == "spikes" else v.sum()).backward()
             grads[backend] = xx.grad
-        torch.testing.assert_close(grads["triton"], grads["torch"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grads[kernel_backend], grads["torch"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("spike_dtype", [torch.bool, torch.uint8])
-def test_inference_spike_dtypes(kernel_device, spike_dtype):
+def test_inference_spike_dtypes(kernel_device, kernel_backend, spike_dtype):
     x, v0, _, _ = make_inputs(8, (4, 50), seed=10)
     x, v0 = x.to(kernel_device), v0.to(kernel_device)
     with torch.no_grad():
-        s, v = lif(x, v0, spike_dtype=spike_dtype, backend="triton")
+        s, v = lif(x, v0, spike_dtype=spike_dtype, backend=kernel_backend)
         rs, rv = lif(x, v0, backend="torch")
     assert s.dtype == spike_dtype
     assert torch.equal(s.to(rs.dtype), rs) and torch.equal(v, rv)
 
 
-def test_no_grad_path_saves_nothing(kernel_device):
+def test_no_grad_path_saves_nothing(kernel_device, kernel_backend):
     """Without autograd the op writes only spikes and the final state: no checkpoints."""
     T = 3 * MAX_CHUNK
     x = torch.randn(T, 64, device=kernel_device)
     args = (x, None, None, None, 0.9, 1.0, True, 1, 0.0, 0.0, False, True, 0, 2.0, torch.float32)
-    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False, False)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False, False, kernel_backend)
     assert ckpt.numel() == 0
-    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True, False)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True, False, kernel_backend)
     assert ckpt.shape == (checkpoint_rows(T), 64) == (2, 64)
 
 
-def test_nan_and_inf_propagate_like_reference(kernel_device):
+def test_nan_and_inf_propagate_like_reference(kernel_device, kernel_backend):
     """The NaN/inf policy: IEEE propagation, NaN never spikes; identical on both backends."""
     x = torch.full((4, 6), 0.3)
     x[1, 0], x[2, 1], x[0, 2], x[3, 3] = float("nan"), float("inf"), float("-inf"), float("nan")
     for convention, reset in [("snntorch", "subtract"), ("snntorch", "zero"), ("spikingjelly", "hard")]:
-        outs = [lif(x.to(kernel_device), convention=convention, reset=reset, backend=b) for b in ("triton", "torch")]
+        outs = [lif(x.to(kernel_device), convention=convention, reset=reset, backend=b) for b in (kernel_backend, "torch")]
         (s1, v1), (s2, v2) = outs
         assert torch.equal(s1, s2)
         assert torch.equal(v1.isnan(), v2.isnan())
@@ -189,38 +195,38 @@ def test_nan_and_inf_propagate_like_reference(kernel_device):
 
 
 @pytest.mark.parametrize("convention,expected", [("snntorch", 0.0), ("spikingjelly", 1.0)])
-def test_threshold_ties(kernel_device, convention, expected):
+def test_threshold_ties(kernel_device, kernel_backend, convention, expected):
     """A membrane exactly at threshold: snnTorch '>' does not spike, SpikingJelly '>=' does."""
     x = torch.tensor([[1.0, 0.5], [0.25, 0.75]], device=kernel_device)  # both neurons hit 1.0 exactly once
-    for backend in ("triton", "torch"):
+    for backend in (kernel_backend, "torch"):
         s, _ = lif(x, beta=0.5, threshold=1.0, convention=convention, decay_input=False, reset="none",
                    backend=backend)
         assert s[0, 0].item() == expected  # h = 0.5*0 + 1.0 == threshold
         assert s[1, 0].item() == 0.0  # h = 0.5*1.0 + 0.25 < threshold
         assert s[1, 1].item() == expected  # h = 0.5*0.5 + 0.75 == threshold
     # snnTorch's delayed reset also uses '>': a tie at t=0 must not reset at t=1
-    s, v = lif(x, beta=0.5, threshold=1.0, convention="snntorch", reset="subtract", backend="triton")
+    s, v = lif(x, beta=0.5, threshold=1.0, convention="snntorch", reset="subtract", backend=kernel_backend)
     assert v[0].item() == 0.5 * 1.0 + 0.25
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_threshold_tie_in_the_delayed_reset_gradient(kernel_device, reset):
+def test_threshold_tie_in_the_delayed_reset_gradient(kernel_device, kernel_backend, reset):
     """U[t-1] == thr exactly: snnTorch's reset signal is 0, so the gradient flows on through U[t-1]."""
     x = torch.tensor([[1.0], [0.25]], device=kernel_device)
     grads = {}
-    for backend in ("triton", "torch"):
+    for backend in (kernel_backend, "torch"):
         xx = x.clone().requires_grad_()
         thr = torch.tensor(1.0, device=kernel_device, requires_grad=True)
         _, v = lif(xx, beta=0.5, threshold=thr, convention="snntorch", reset=reset, backend=backend)
         v.sum().backward()
         grads[backend] = (xx.grad, 0.0 if thr.grad is None else thr.grad.item())  # None: not in the graph
-    assert grads["triton"][0].flatten().tolist() == [0.5, 1.0] == grads["torch"][0].flatten().tolist()
-    assert grads["triton"][1] == grads["torch"][1] == 0.0
+    assert grads[kernel_backend][0].flatten().tolist() == [0.5, 1.0] == grads["torch"][0].flatten().tolist()
+    assert grads[kernel_backend][1] == grads["torch"][1] == 0.0
 
 
 @pytest.mark.parametrize("T", [MAX_CHUNK, 3 * MAX_CHUNK + 1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_autograd_saves_only_the_input(kernel_device, T, dtype):
+def test_autograd_saves_only_the_input(kernel_device, kernel_backend, T, dtype):
     """What autograd keeps for backward: x itself (by reference) plus one fp32 state per neuron per
     MAX_CHUNK steps after the first chunk; nothing else of size T x N."""
     N = 300
@@ -232,7 +238,7 @@ def test_autograd_saves_only_the_input(kernel_device, T, dtype):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        s, v = lif(x, backend="triton")
+        s, v = lif(x, backend=kernel_backend)
     big = [t for t in saved if t.numel() >= N * 2]
     assert any(t.data_ptr() == x.data_ptr() for t in big), "x is saved by reference"
     extra = sum(t.numel() * t.element_size() for t in big if t.data_ptr() != x.data_ptr())
@@ -242,17 +248,17 @@ def test_autograd_saves_only_the_input(kernel_device, T, dtype):
 
 
 @pytest.mark.parametrize("convention,reset", [("snntorch", "subtract"), ("spikingjelly", "hard")])
-def test_membrane_sequence_output(kernel_device, convention, reset):
+def test_membrane_sequence_output(kernel_device, kernel_backend, convention, reset):
     """return_membrane=True: the state after every step, equal and equally differentiable on both backends."""
     x, v0, gs, _ = make_inputs(MAX_CHUNK + 5, (3, 11), seed=12)
     g_seq = torch.randn(x.shape, generator=torch.Generator().manual_seed(13))
     out = {}
-    for backend in ("triton", "torch"):
+    for backend in (kernel_backend, "torch"):
         xx = x.to(kernel_device).clone().requires_grad_()
         s, v, v_seq = lif(xx, v0.to(kernel_device), convention=convention, reset=reset, return_membrane=True,
                           backend=backend)
         ((v_seq * g_seq.to(kernel_device)).sum() + (s * gs.to(kernel_device)).sum()).backward()
         out[backend] = (s, v, v_seq, xx.grad)
-    (s1, v1, q1, g1), (s2, v2, q2, g2) = out["triton"], out["torch"]
+    (s1, v1, q1, g1), (s2, v2, q2, g2) = out[kernel_backend], out["torch"]
     assert torch.equal(s1, s2) and torch.equal(q1, q2) and torch.equal(q1[-1], v1)
     torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-5)

@@ -17,7 +17,7 @@ def _device():
 
 
 def _fwd_args(T, shape, *, v0=False, beta_tensor=False, thr_tensor=False, grad=False, delayed=True, reset=1,
-              spike_dtype=torch.float32, membrane=False):
+              spike_dtype=torch.float32, membrane=False, backend="triton"):
     g = torch.Generator().manual_seed(T)
     d = _device()
     x = (torch.randn((T, *shape), generator=g) + 0.3).to(d).requires_grad_(grad)
@@ -26,7 +26,7 @@ def _fwd_args(T, shape, *, v0=False, beta_tensor=False, thr_tensor=False, grad=F
     thr = torch.tensor(0.9, device=d, requires_grad=grad) if thr_tensor else None
     #       beta_value thr_value delayed reset v_reset v_init decay_in detach surrogate alpha
     return (x, v0_t, beta, thr, 0.8, 1.0, delayed, reset, 0.0, 0.0, not delayed, delayed, 0, 2.0,
-            spike_dtype, grad, membrane)
+            spike_dtype, grad, membrane, backend)
 
 
 FWD_SAMPLES = [
@@ -46,12 +46,13 @@ def test_opcheck_lif_fwd(sample):
 @pytest.mark.triton
 def test_opcheck_lif_bwd():
     x, v0, beta, thr, *scalars = _fwd_args(MAX_CHUNK + 2, (2, 6), v0=True, beta_tensor=True, thr_tensor=True)
-    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(x, v0, beta, thr, *scalars[:-2], True, False)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(x, v0, beta, thr, *scalars[:-3], True, False, "triton")
     gs, gv, gvs = torch.randn_like(x), torch.randn_like(v0), torch.randn_like(x)
     torch.library.opcheck(torch.ops.snnkern.lif_bwd.default,
-                          (gs, gv, gvs, x, v0, beta, thr, ckpt, *scalars[:10], True, True, True))
+                          (gs, gv, gvs, x, v0, beta, thr, ckpt, *scalars[:10], True, True, True, "triton"))
     torch.library.opcheck(torch.ops.snnkern.lif_bwd.default,
-                          (None, gv, None, x, None, None, None, ckpt, *scalars[:10], False, False, False))
+                          (None, gv, None, x, None, None, None, ckpt, *scalars[:10], False, False, False,
+                           "triton"))
 
 
 class TinySNN(torch.nn.Module):

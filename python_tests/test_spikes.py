@@ -9,6 +9,7 @@ from snnkern import pack_spikes, spike_linear, unpack_spikes
 from snnkern.nn import SpikeConv2d, SpikeLinear
 
 BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton)]
+PACK_BACKENDS = BACKENDS + [pytest.param("cuda", marks=pytest.mark.cuda_ext)]
 KERNEL = pytest.mark.triton
 
 
@@ -24,12 +25,12 @@ def spikes(shape, rate, seed=0, dtype=torch.float32):
 # packing
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PACK_BACKENDS)
 @pytest.mark.parametrize("K", [1, 31, 32, 33, 100, 1000])
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8])
 def test_pack_round_trip(backend, K, lead, dtype):
-    s = spikes((*lead, K), 0.4, seed=K, dtype=dtype).to(dev() if backend == "triton" else "cpu")
+    s = spikes((*lead, K), 0.4, seed=K, dtype=dtype).to(dev() if backend != "torch" else "cpu")
     p = pack_spikes(s, backend=backend)
     assert p.dtype == torch.int32 and p.shape == (*lead, (K + 31) // 32)
     assert torch.equal(p.cpu(), pack_spikes(s.cpu(), backend="torch"))  # same bits as the reference

@@ -1,8 +1,12 @@
 """The one place that decides which backend runs an op.
 
 Rule (``backend="auto"``): CUDA tensors of a kernel dtype run the Triton kernels; everything else
-(CPU tensors, float64) runs the plain-PyTorch reference.  ``backend="triton"`` on CPU tensors is
-allowed only under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter: how CI proves the kernels).
+(CPU tensors, float64) runs the plain-PyTorch reference.  (Auto keeps Triton over the CUDA C++
+backend until a GPU benchmark shows the C++ kernels faster somewhere; see bench/results.)
+``backend="triton"`` on CPU tensors is allowed only under ``TRITON_INTERPRET=1`` (Triton's CPU
+interpreter: how CI proves the kernels).  ``backend="cuda"`` runs the compiled extension
+(``snnkern._C``): its CUDA kernels on CUDA tensors, and on CPU tensors the host build of the very
+same per-neuron code (how CI checks it without a GPU).
 """
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import os
 
 import torch
 
+from ._extension import cuda_extension_available, extension_status
 from .ops._triton import HAS_TRITON
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "cuda", "torch")
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _last_backend: dict[str, str] = {}
 
@@ -21,10 +26,12 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name: str = "x_seq") -> str:
-    """Resolve ``backend`` for op ``op`` on input ``x`` (named ``name`` in errors) whose kernels take ``dtypes``."""
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name: str = "x_seq",
+                   allowed=BACKENDS) -> str:
+    """Resolve ``backend`` for op ``op`` on input ``x`` (named ``name`` in errors) whose kernels take ``dtypes``;
+    ``allowed``: the backends this op has."""
+    if not isinstance(backend, str) or backend not in allowed:
+        raise ValueError(f"backend must be one of {allowed} for {op}; got {backend!r}")
     if backend == "auto":
         kernel_ok = HAS_TRITON and x.is_cuda and x.dtype in dtypes
         backend = "triton" if kernel_ok else "torch"
@@ -37,6 +44,14 @@ def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name
             )
         if x.dtype not in dtypes:
             raise ValueError(f"backend='triton' supports {name} of dtype {', '.join(map(str, dtypes))}, got "
+                             f"{x.dtype}; use backend='torch'")
+    elif backend == "cuda":
+        if not cuda_extension_available():
+            raise ValueError(f"backend='cuda' needs the compiled extension snnkern._C: {extension_status()}")
+        if x.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"backend='cuda' runs CUDA (or CPU) tensors; {name} is on {x.device}")
+        if x.dtype not in dtypes:
+            raise ValueError(f"backend='cuda' supports {name} of dtype {', '.join(map(str, dtypes))}, got "
                              f"{x.dtype}; use backend='torch'")
     _last_backend[op] = backend
     return backend

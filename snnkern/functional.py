@@ -82,7 +82,8 @@ def lif(
     raises ValueError when ``x_seq`` holds NaN or inf (costs a device sync).
 
     ``backend``: ``"auto"`` (Triton kernels for CUDA tensors, the PyTorch reference otherwise),
-    ``"triton"`` or ``"torch"``; ``snnkern.last_backend("lif")`` tells which one ran.
+    ``"triton"``, ``"cuda"`` (the compiled C++/CUDA extension) or ``"torch"``;
+    ``snnkern.last_backend("lif")`` tells which one ran.
     """
     _checks.check_sequence(x_seq)
     _checks.check_state(v0, x_seq)
@@ -179,9 +180,10 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
     beta_t, beta_value = (beta, 0.0) if isinstance(beta, torch.Tensor) else (None, beta)
     thr_t, thr_value = (threshold, 0.0) if isinstance(threshold, torch.Tensor) else (None, threshold)
 
-    if select_backend("lif", backend, x_seq) == "torch":
+    backend = select_backend("lif", backend, x_seq)
+    if backend == "torch":
         return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype, return_membrane)
     spikes, v_last, v_seq, _ = torch.ops.snnkern.lif_fwd(
-        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad, return_membrane
+        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad, return_membrane, backend
     )
     return (spikes, v_last, v_seq) if return_membrane else (spikes, v_last)

@@ -55,8 +55,11 @@ def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -
         raise ValueError("s must have at least one dim (the packed one)")
     if check and not is_binary(s):
         raise ValueError("s holds values other than 0 and 1 (pass check=False to treat nonzero as a spike)")
-    if select_backend("pack_spikes", backend, s, PACK_KERNEL_DTYPES, "s") == "torch":
+    backend = select_backend("pack_spikes", backend, s, PACK_KERNEL_DTYPES, "s")
+    if backend == "torch":
         return pack_reference(s)
+    if backend == "cuda":
+        return torch.ops.snnkern.pack_spikes_native(s.detach())
     return torch.ops.snnkern.pack_spikes(s.detach())
 
 
@@ -67,8 +70,11 @@ def unpack_spikes(p: torch.Tensor, n: int, *, dtype: torch.dtype = torch.float32
     if isinstance(n, bool) or not isinstance(n, int) or n < 0 or packed_words(n) != (p.shape[-1] if p.dim() else -1):
         raise ValueError(f"n must be the unpacked length: an int with ceil(n/32) == {p.shape[-1] if p.dim() else 0}; "
                          f"got {n!r}")
-    if select_backend("unpack_spikes", backend, p, (torch.int32,), "p") == "torch":
+    backend = select_backend("unpack_spikes", backend, p, (torch.int32,), "p")
+    if backend == "torch":
         return unpack_reference(p, n, dtype)
+    if backend == "cuda":
+        return torch.ops.snnkern.unpack_spikes_native(p, n, dtype)
     return torch.ops.snnkern.unpack_spikes(p, n, dtype)
 
 
@@ -122,7 +128,8 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if algorithm == "dense":
         dense = unpack_spikes(x, K, dtype=weight.dtype, backend=backend) if packed else x.to(weight.dtype)
         return F.linear(dense, weight, bias)
-    if select_backend("spike_linear", backend, weight, WEIGHT_DTYPES, "weight") == "torch":
+    # the accumulation kernels are Triton only (the C++ backend packs and unpacks)
+    if select_backend("spike_linear", backend, weight, WEIGHT_DTYPES, "weight", ("auto", "triton", "torch")) == "torch":
         dense = unpack_spikes(x, K, dtype=weight.dtype, backend="torch") if packed else x
         return spike_linear_reference(dense, weight, bias)
     x2 = x.reshape(-1, x.shape[-1])

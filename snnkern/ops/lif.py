@@ -316,10 +316,22 @@ def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: to
     return p.to(torch.float32).expand(shape).reshape(N).contiguous(), 0.0, 2
 
 
+def _native_param(p: Optional[torch.Tensor], shape, N: int) -> Optional[torch.Tensor]:
+    """beta/threshold for the C++ kernels: None, one fp32 value, or a contiguous fp32 [N] vector."""
+    if p is None:
+        return None
+    return p.to(torch.float32).reshape(1) if p.numel() == 1 else p.to(torch.float32).expand(shape).reshape(N).contiguous()
+
+
 def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt,
-                return_membrane=False):
-    """Launch the fused forward. Returns (spikes [T,*], v_last [*] fp32, v_seq [T,*] fp32 (empty unless
-    return_membrane), checkpoints [rows,*] fp32)."""
+                return_membrane=False, backend="triton"):
+    """Launch the fused forward (Triton, or the C++/CUDA extension for backend "cuda"). Returns (spikes [T,*],
+    v_last [*] fp32, v_seq [T,*] fp32 (empty unless return_membrane), checkpoints [rows,*] fp32)."""
+    if backend == "cuda":
+        shape, N = x.shape[1:], x.shape[1:].numel()
+        return torch.ops.snnkern.lif_fwd_native(
+            x, v0, _native_param(beta, shape, N), float(beta_value), _native_param(threshold, shape, N),
+            float(threshold_value), *spec, spike_dtype, save_ckpt, return_membrane)
     T, shape = x.shape[0], x.shape[1:]
     N = shape.numel()
     spikes = torch.empty(x.shape, dtype=spike_dtype, device=x.device)
@@ -346,9 +358,15 @@ def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSp
 
 
 def lif_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, ckpt, beta_value, threshold_value,
-                 spec: LifSpec, need_v0_grad, need_beta_grad, need_thr_grad):
+                 spec: LifSpec, need_v0_grad, need_beta_grad, need_thr_grad, backend="triton"):
     """Launch the fused backward. Returns (grad_x, grad_v0, grad_beta, grad_threshold); the last three are
     fp32 per neuron (shape x.shape[1:]) or empty when not asked for."""
+    if backend == "cuda":
+        shape, N = x.shape[1:], x.shape[1:].numel()
+        return torch.ops.snnkern.lif_bwd_native(
+            grad_spikes, grad_v_last, grad_v_seq, x, v0, _native_param(beta, shape, N), float(beta_value),
+            _native_param(threshold, shape, N), float(threshold_value), ckpt, *spec, need_v0_grad, need_beta_grad,
+            need_thr_grad)
     T, shape = x.shape[0], x.shape[1:]
     N = shape.numel()
     if T > chunk_size(T) and ckpt.shape[0] != checkpoint_rows(T):
@@ -393,15 +411,16 @@ def lif_fwd(
     beta_value: float, threshold_value: float,
     delayed: bool, reset: int, v_reset: float, v_init: float, decay_input: bool, detach_reset: bool,
     surrogate: int, alpha: float, spike_dtype: torch.dtype, save_for_backward: bool, return_membrane: bool,
+    backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     spec = LifSpec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha)
     return lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec, spike_dtype, save_for_backward,
-                       return_membrane)
+                       return_membrane, backend)
 
 
 @lif_fwd.register_fake
 def _lif_fwd_fake(x, v0, beta, threshold, beta_value, threshold_value, delayed, reset, v_reset, v_init,
-                  decay_input, detach_reset, surrogate, alpha, spike_dtype, save_for_backward, return_membrane):
+                  decay_input, detach_reset, surrogate, alpha, spike_dtype, save_for_backward, return_membrane, backend):
     rows = checkpoint_rows(x.shape[0]) if save_for_backward else 0
     return (x.new_empty(x.shape, dtype=spike_dtype), x.new_empty(x.shape[1:], dtype=torch.float32),
             x.new_empty(x.shape if return_membrane else (0,), dtype=torch.float32),
@@ -414,17 +433,17 @@ def lif_bwd(
     x: torch.Tensor, v0: Optional[torch.Tensor], beta: Optional[torch.Tensor], threshold: Optional[torch.Tensor],
     checkpoints: torch.Tensor, beta_value: float, threshold_value: float,
     delayed: bool, reset: int, v_reset: float, v_init: float, decay_input: bool, detach_reset: bool,
-    surrogate: int, alpha: float, need_v0_grad: bool, need_beta_grad: bool, need_threshold_grad: bool,
+    surrogate: int, alpha: float, need_v0_grad: bool, need_beta_grad: bool, need_threshold_grad: bool, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     spec = LifSpec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha)
     return lif_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, checkpoints, beta_value,
-                        threshold_value, spec, need_v0_grad, need_beta_grad, need_threshold_grad)
+                        threshold_value, spec, need_v0_grad, need_beta_grad, need_threshold_grad, backend)
 
 
 @lif_bwd.register_fake
 def _lif_bwd_fake(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, checkpoints, beta_value, threshold_value,
                   delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha,
-                  need_v0_grad, need_beta_grad, need_threshold_grad):
+                  need_v0_grad, need_beta_grad, need_threshold_grad, backend):
     per_neuron = lambda need: x.new_empty(x.shape[1:] if need else (0,), dtype=torch.float32)  # noqa: E731
     return x.new_empty(x.shape), per_neuron(need_v0_grad), per_neuron(need_beta_grad), per_neuron(need_threshold_grad)
 
@@ -432,6 +451,7 @@ def _lif_bwd_fake(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, 
 def _lif_setup_context(ctx, inputs, output):
     x, v0, beta, threshold = inputs[:4]
     ctx.scalars = inputs[4:14]  # beta_value .. alpha (everything the backward op needs)
+    ctx.backend = inputs[-1]
     ctx.save_for_backward(x, v0, beta, threshold, output[3])
     ctx.mark_non_differentiable(output[3])
     ctx.set_materialize_grads(False)  # unused outputs give None: the kernel then skips reading them
@@ -443,12 +463,12 @@ def _lif_backward(ctx, grad_spikes, grad_v_last, grad_v_seq, _grad_ckpt):
     grad_x, grad_v0, grad_beta, grad_thr = lif_bwd(
         grad_spikes, grad_v_last, None if grad_v_seq is None or grad_v_seq.numel() == 0 else grad_v_seq, x, v0, beta, threshold, ckpt,
         *ctx.scalars,
-        bool(need[1]), bool(need[2]), bool(need[3]),
+        bool(need[1]), bool(need[2]), bool(need[3]), ctx.backend,
     )
     grad_v0 = grad_v0.to(v0.dtype) if need[1] else None
     grad_beta = grad_beta.sum_to_size(beta.shape).to(beta.dtype) if need[2] else None
     grad_thr = grad_thr.sum_to_size(threshold.shape).to(threshold.dtype) if need[3] else None
-    return (grad_x if need[0] else None, grad_v0, grad_beta, grad_thr) + (None,) * 13
+    return (grad_x if need[0] else None, grad_v0, grad_beta, grad_thr) + (None,) * 14
 
 
 lif_fwd.register_autograd(_lif_backward, setup_context=_lif_setup_context)

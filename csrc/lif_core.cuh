@@ -1,0 +1,212 @@
+// The LIF/IF neuron, one neuron at a time: the same arithmetic, in the same order, as the Triton
+// kernels in snnkern/ops/lif.py. Host and device share this code, so the extension's CPU path (run by
+// CI) checks the very functions its CUDA kernels run. Built with -fmad=false / -ffp-contract=off:
+// no FMA contraction, so spikes and membranes are bitwise equal to the PyTorch reference.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define SNN_HD __host__ __device__ __forceinline__
+#else
+#define SNN_HD inline
+#endif
+
+namespace snnkern {
+
+constexpr int kChunk = 16;  // steps recomputed per backward chunk (== ops/lif.py MAX_CHUNK)
+
+struct LifSpec {
+  bool delayed;      // snnTorch: reset from the previous membrane, '>' spikes, pre-reset state carried
+  int reset;         // 0 none, 1 subtract, 2 hard
+  float v_reset;     // hard-reset target and resting potential
+  float v_init;      // state when no v0
+  bool decay_input;  // input scaled by (1 - beta)
+  bool detach;       // no gradient through the reset
+  int surrogate;     // ops/surrogate.py codes
+  float alpha;
+};
+
+// beta / threshold: a float, one value in memory, or one per neuron
+struct Param {
+  const float* ptr;
+  bool per_neuron;
+  float value;
+  SNN_HD float at(int64_t n) const { return ptr ? ptr[per_neuron ? n : 0] : value; }
+};
+
+SNN_HD float charge(float v, float x, float beta, float omb, float leak, const LifSpec& p) {
+  float h = p.decay_input ? beta * v + omb * x : beta * v + x;
+  if (p.reset == 2) h = h + leak;
+  return h;
+}
+
+SNN_HD float state_after(float h, float thr, const LifSpec& p) {
+  if (p.delayed) return h;  // snnTorch carries the pre-reset membrane
+  float s = (h - thr >= 0.f) ? 1.f : 0.f;
+  if (p.reset == 1) return h - s * thr;
+  if (p.reset == 2) return (1.f - s) * h + s * p.v_reset;
+  return h;
+}
+
+// One step: returns h, writes the spike (0/1) and the new state.
+SNN_HD float step(float state, float x, float beta, float omb, float leak, float thr, const LifSpec& p, float& s,
+                  float& new_state) {
+  float h;
+  if (p.delayed) {
+    float r = (state - thr > 0.f) ? 1.f : 0.f;
+    if (p.reset == 1) {
+      h = charge(state, x, beta, omb, leak, p) - r * thr;
+    } else if (p.reset == 2) {
+      h = charge((1.f - r) * state + r * p.v_reset, x, beta, omb, leak, p);
+    } else {
+      h = charge(state, x, beta, omb, leak, p);
+    }
+    s = (h - thr > 0.f) ? 1.f : 0.f;
+  } else {
+    h = charge(state, x, beta, omb, leak, p);
+    s = (h - thr >= 0.f) ? 1.f : 0.f;
+  }
+  new_state = state_after(h, thr, p);
+  return h;
+}
+
+SNN_HD float surrogate_grad(float x, float alpha, int kind) {
+  switch (kind) {
+    case 0: {  // atan
+      float y = (1.5707963267948966f * alpha) * x;
+      return (0.5f * alpha) / (1.f + y * y);
+    }
+    case 1: {  // sigmoid
+      float sg = 1.f / (1.f + expf(-(alpha * x)));
+      return alpha * sg * (1.f - sg);
+    }
+    case 2: {  // fast_sigmoid
+      float d = alpha * fabsf(x) + 1.f;
+      return 1.f / (d * d);
+    }
+    case 3: {  // triangle
+      float g = alpha - alpha * alpha * fabsf(x);
+      return g > 0.f ? g : 0.f;
+    }
+    case 4:  // rectangle
+      return fabsf(x) < 0.5f / alpha ? alpha : 0.f;
+    case 5:  // straight_through
+      return 1.f;
+    default:  // snntorch_triangular
+      return x >= 0.f ? -alpha : alpha;
+  }
+}
+
+template <typename xT, typename sT>
+SNN_HD void forward_neuron(int64_t n, int64_t N, int64_t T, const xT* x, const float* v0, Param beta_p, Param thr_p,
+                           sT* spikes, float* v_last, float* v_seq, float* ckpt, const LifSpec& p) {
+  const float beta = beta_p.at(n), thr = thr_p.at(n);
+  const float omb = 1.f - beta, leak = omb * p.v_reset;
+  float state = v0 ? v0[n] : p.v_init;
+  for (int64_t t = 0; t < T; ++t) {
+    if (ckpt && t > 0 && t % kChunk == 0) ckpt[(t / kChunk - 1) * N + n] = state;
+    float s;
+    step(state, static_cast<float>(x[t * N + n]), beta, omb, leak, thr, p, s, state);
+    spikes[t * N + n] = static_cast<sT>(s);
+    if (v_seq) v_seq[t * N + n] = state;
+  }
+  v_last[n] = state;
+}
+
+// The backward of one neuron: recompute each chunk of kChunk steps from its checkpoint (values kept
+// in registers: the loops are unrolled over the constant chunk length), then walk it in reverse.
+template <typename xT, typename gT>
+SNN_HD void backward_neuron(int64_t n, int64_t N, int64_t T, const xT* x, const float* v0, Param beta_p,
+                            Param thr_p, const float* ckpt, const gT* grad_spikes, const float* grad_v_last,
+                            const float* grad_v_seq, xT* grad_x, float* grad_v0, float* grad_beta,
+                            float* grad_thr, const LifSpec& p) {
+  const float beta = beta_p.at(n), thr = thr_p.at(n);
+  const float omb = 1.f - beta, leak = omb * p.v_reset;
+  float g_state = grad_v_last ? grad_v_last[n] : 0.f;
+  float g_beta = 0.f, g_thr = 0.f;
+  const int64_t n_chunks = (T + kChunk - 1) / kChunk;
+  for (int64_t c = n_chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * kChunk;
+    const int64_t len = T - t0 < kChunk ? T - t0 : kChunk;
+    const float state0 = c > 0 ? ckpt[(c - 1) * N + n] : (v0 ? v0[n] : p.v_init);
+    float hs[kChunk], xs[kChunk];
+    float state = state0;
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) {
+      if (i < len) {
+        float s;
+        xs[i] = static_cast<float>(x[(t0 + i) * N + n]);
+        hs[i] = step(state, xs[i], beta, omb, leak, thr, p, s, state);
+      }
+    }
+#pragma unroll
+    for (int i = kChunk - 1; i >= 0; --i) {
+      if (i >= len) continue;
+      const int64_t t = t0 + i;
+      const float h = hs[i];
+      const float prev = i == 0 ? state0 : state_after(hs[i > 0 ? i - 1 : 0], thr, p);
+      if (grad_v_seq) g_state += grad_v_seq[t * N + n];
+      const float gs = grad_spikes ? static_cast<float>(grad_spikes[t * N + n]) : 0.f;
+      const float d = h - thr;
+      const float sg = surrogate_grad(d, p.alpha, p.surrogate);
+      float gh, dthr, dh_dprev, dh_dbeta;
+      if (p.delayed) {
+        const float r = (prev - thr > 0.f) ? 1.f : 0.f;  // detached
+        gh = g_state + gs * sg;
+        dthr = -gs * sg;
+        if (p.reset == 1) dthr = dthr - r * gh;
+        if (p.reset == 2) {
+          dh_dprev = beta * (1.f - r);
+          dh_dbeta = (1.f - r) * prev + r * p.v_reset - p.v_reset;
+        } else {
+          dh_dprev = beta;
+          dh_dbeta = prev;
+        }
+      } else {
+        const float s = (d >= 0.f) ? 1.f : 0.f;
+        float dv_ds = 0.f, dv_dh = 1.f;
+        if (p.reset == 1) {
+          dv_ds = -thr;
+        } else if (p.reset == 2) {
+          dv_ds = p.v_reset - h;
+          dv_dh = 1.f - s;
+        }
+        const float g_spike = p.detach ? gs : gs + g_state * dv_ds;
+        gh = g_spike * sg + g_state * dv_dh;
+        dthr = -g_spike * sg;
+        if (p.reset == 1) dthr = dthr - g_state * s;
+        dh_dprev = beta;
+        dh_dbeta = p.reset == 2 ? prev - p.v_reset : prev;
+      }
+      float gx;
+      if (p.decay_input) {
+        dh_dbeta = dh_dbeta - xs[i];
+        gx = gh * omb;
+      } else {
+        gx = gh;
+      }
+      grad_x[t * N + n] = static_cast<xT>(gx);
+      g_beta += gh * dh_dbeta;
+      g_thr += dthr;
+      g_state = gh * dh_dprev;
+    }
+  }
+  if (grad_v0) grad_v0[n] = g_state;
+  if (grad_beta) grad_beta[n] = g_beta;
+  if (grad_thr) grad_thr[n] = g_thr;
+}
+
+// bit packing: word w of a row holds elements 32w .. 32w+31, least significant bit first
+template <typename sT>
+SNN_HD int32_t pack_word(const sT* row, int64_t K, int64_t w) {
+  uint32_t word = 0;
+  for (int j = 0; j < 32; ++j) {
+    const int64_t k = w * 32 + j;
+    if (k < K && static_cast<float>(row[k]) != 0.f) word |= (1u << j);
+  }
+  return static_cast<int32_t>(word);
+}
+
+}  // namespace snnkern

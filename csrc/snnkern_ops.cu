@@ -1,0 +1,285 @@
+// snnkern's C++/CUDA backend: the LIF/IF forward and backward and spike bit-packing, registered as
+// torch ops in the "snnkern" namespace (snnkern::lif_fwd_native, ...) with CUDA kernels and a CPU
+// path that runs the same per-neuron code (lif_core.cuh). Python selects it with backend="cuda".
+#include <torch/extension.h>
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "lif_core.cuh"
+
+namespace snnkern {
+namespace {
+
+constexpr int kThreads = 256;
+
+LifSpec make_spec(bool delayed, int64_t reset, double v_reset, double v_init, bool decay_input, bool detach,
+                  int64_t surrogate, double alpha) {
+  TORCH_CHECK(reset >= 0 && reset <= 2, "snnkern: reset code must be 0, 1 or 2, got ", reset);
+  TORCH_CHECK(surrogate >= 0 && surrogate <= 6, "snnkern: unknown surrogate code ", surrogate);
+  return LifSpec{delayed, static_cast<int>(reset), static_cast<float>(v_reset), static_cast<float>(v_init),
+                 decay_input, detach, static_cast<int>(surrogate), static_cast<float>(alpha)};
+}
+
+// beta/threshold tensor (one value, or one per neuron, fp32 contiguous) or a float
+Param make_param(const c10::optional<at::Tensor>& t, double value, int64_t N, const char* name) {
+  if (!t.has_value()) return Param{nullptr, false, static_cast<float>(value)};
+  TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous(), "snnkern: ", name, " must be contiguous fp32");
+  TORCH_CHECK(t->numel() == 1 || t->numel() == N, "snnkern: ", name, " must hold 1 or ", N, " values");
+  return Param{t->data_ptr<float>(), t->numel() != 1, 0.f};
+}
+
+const float* opt_ptr(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? t->data_ptr<float>() : nullptr;
+}
+
+void check_device(const at::Tensor& ref, const c10::optional<at::Tensor>& t, const char* name) {
+  if (t.has_value()) TORCH_CHECK(t->device() == ref.device(), "snnkern: ", name, " is on ", t->device(),
+                                 " but x is on ", ref.device());
+}
+
+template <typename xT, typename sT>
+__global__ void lif_fwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr, sT* s,
+                               float* v_last, float* v_seq, float* ckpt, LifSpec p) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n < N) forward_neuron<xT, sT>(n, N, T, x, v0, beta, thr, s, v_last, v_seq, ckpt, p);
+}
+
+template <typename xT, typename gT>
+__global__ void lif_bwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr,
+                               const float* ckpt, const gT* gs, const float* gv, const float* gvs, xT* gx,
+                               float* gv0, float* gbeta, float* gthr, LifSpec p) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n < N) backward_neuron<xT, gT>(n, N, T, x, v0, beta, thr, ckpt, gs, gv, gvs, gx, gv0, gbeta, gthr, p);
+}
+
+template <typename sT>
+__global__ void pack_kernel(int64_t rows, int64_t K, int64_t W, const sT* s, int32_t* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * W) out[i] = pack_word<sT>(s + (i / W) * K, K, i % W);
+}
+
+template <typename oT>
+__global__ void unpack_kernel(int64_t rows, int64_t K, int64_t W, const int32_t* p, oT* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * K) {
+    const int64_t r = i / K, k = i % K;
+    out[i] = static_cast<oT>(static_cast<float>((static_cast<uint32_t>(p[r * W + k / 32]) >> (k % 32)) & 1u));
+  }
+}
+
+int64_t blocks(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+// Runs f(tag) with a value of the C++ type of a kernel dtype: fp32, bf16, fp16 (the input dtypes; each
+// instantiation costs compile time, so no fp64).
+template <typename F>
+void dispatch_float(at::ScalarType st, F&& f) {
+  switch (st) {
+    case at::kFloat: f(float{}); break;
+    case at::kBFloat16: f(at::BFloat16{}); break;
+    case at::kHalf: f(at::Half{}); break;
+    default: TORCH_CHECK(false, "snnkern: the C++ backend takes float32, bfloat16 or float16, got ", st);
+  }
+}
+
+// Spikes are stored in the input's dtype (xT), bool or uint8.
+template <typename xT, typename F>
+void dispatch_spike_dtype(at::ScalarType st, at::ScalarType x_st, F&& f) {
+  if (st == x_st) return f(xT{});
+  switch (st) {
+    case at::kBool: f(bool{}); break;
+    case at::kByte: f(uint8_t{}); break;
+    default: TORCH_CHECK(false, "snnkern: spikes must be in the input dtype, bool or uint8, got ", st);
+  }
+}
+
+// pack/unpack take any spike dtype
+template <typename F>
+void dispatch_any_spike(at::ScalarType st, F&& f) {
+  switch (st) {
+    case at::kBool: f(bool{}); break;
+    case at::kByte: f(uint8_t{}); break;
+    default: dispatch_float(st, f);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
+    const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& beta,
+    double beta_value, const c10::optional<at::Tensor>& threshold, double threshold_value, bool delayed,
+    int64_t reset, double v_reset, double v_init, bool decay_input, bool detach_reset, int64_t surrogate,
+    double alpha, at::ScalarType spike_dtype, bool save_for_backward, bool return_membrane) {
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.size(0) >= 1, "snnkern: x must be [T, ...] with T >= 1");
+  check_device(x_in, v0, "v0");
+  check_device(x_in, beta, "beta");
+  check_device(x_in, threshold, "threshold");
+  const at::Tensor x = x_in.contiguous();
+  const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
+  auto rest = x.sizes().slice(1);
+  auto f32 = x.options().dtype(at::kFloat);
+  at::Tensor spikes = at::empty(x.sizes(), x.options().dtype(spike_dtype));
+  at::Tensor v_last = at::empty(rest, f32);
+  at::Tensor v_seq = return_membrane ? at::empty(x.sizes(), f32) : at::empty({0}, f32);
+  std::vector<int64_t> ckpt_shape{save_for_backward ? (T - 1) / kChunk : 0};
+  ckpt_shape.insert(ckpt_shape.end(), rest.begin(), rest.end());
+  at::Tensor ckpt = at::empty(ckpt_shape, f32);
+  if (N == 0) return {spikes, v_last, v_seq, ckpt};
+  const LifSpec p = make_spec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha);
+  const Param bp = make_param(beta, beta_value, N, "beta"), tp = make_param(threshold, threshold_value, N, "threshold");
+  const at::Tensor v0c = v0.has_value() ? v0->to(at::kFloat).contiguous() : at::Tensor();
+  const float* v0p = v0.has_value() ? v0c.data_ptr<float>() : nullptr;
+  float* vs = return_membrane ? v_seq.data_ptr<float>() : nullptr;
+  float* ck = ckpt.numel() ? ckpt.data_ptr<float>() : nullptr;
+  dispatch_float(x.scalar_type(), [&](auto xtag) {
+    using xT = decltype(xtag);
+    dispatch_spike_dtype<xT>(spike_dtype, x.scalar_type(), [&](auto tag) {
+      using sT = decltype(tag);
+      sT* sp = reinterpret_cast<sT*>(spikes.data_ptr());
+      if (x.is_cuda()) {
+        const c10::cuda::CUDAGuard guard(x.device());
+        lif_fwd_kernel<xT, sT><<<blocks(N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+            N, T, reinterpret_cast<const xT*>(x.data_ptr()), v0p, bp, tp, sp, v_last.data_ptr<float>(), vs, ck, p);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        for (int64_t n = 0; n < N; ++n)
+          forward_neuron<xT, sT>(n, N, T, reinterpret_cast<const xT*>(x.data_ptr()), v0p, bp, tp, sp, v_last.data_ptr<float>(), vs, ck, p);
+      }
+    });
+  });
+  return {spikes, v_last, v_seq, ckpt};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_bwd_native(
+    const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_last,
+    const c10::optional<at::Tensor>& grad_v_seq, const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
+    const c10::optional<at::Tensor>& beta, double beta_value, const c10::optional<at::Tensor>& threshold,
+    double threshold_value, const at::Tensor& checkpoints, bool delayed, int64_t reset, double v_reset,
+    double v_init, bool decay_input, bool detach_reset, int64_t surrogate, double alpha, bool need_v0_grad,
+    bool need_beta_grad, bool need_threshold_grad) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
+  TORCH_CHECK(T <= kChunk || checkpoints.size(0) == (T - 1) / kChunk,
+              "snnkern: lif_bwd_native needs the forward's checkpoints (save_for_backward=True)");
+  auto rest = x.sizes().slice(1);
+  auto f32 = x.options().dtype(at::kFloat);
+  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  auto per_neuron = [&](bool need) { return need ? at::empty(rest, f32) : at::empty({0}, f32); };
+  at::Tensor gv0 = per_neuron(need_v0_grad), gbeta = per_neuron(need_beta_grad), gthr = per_neuron(need_threshold_grad);
+  if (N == 0) return {grad_x, gv0, gbeta, gthr};
+  const LifSpec p = make_spec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha);
+  const Param bp = make_param(beta, beta_value, N, "beta"), tp = make_param(threshold, threshold_value, N, "threshold");
+  const at::Tensor v0c = v0.has_value() ? v0->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor gvc = grad_v_last.has_value() ? grad_v_last->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor gvsc = grad_v_seq.has_value() ? grad_v_seq->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor ckc = checkpoints.contiguous();
+  const float* v0p = v0.has_value() ? v0c.data_ptr<float>() : nullptr;
+  const float* gvp = grad_v_last.has_value() ? gvc.data_ptr<float>() : nullptr;
+  const float* gvsp = grad_v_seq.has_value() ? gvsc.data_ptr<float>() : nullptr;
+  const float* ck = ckc.numel() ? ckc.data_ptr<float>() : nullptr;
+  float* gv0p = need_v0_grad ? gv0.data_ptr<float>() : nullptr;
+  float* gbp = need_beta_grad ? gbeta.data_ptr<float>() : nullptr;
+  float* gtp = need_threshold_grad ? gthr.data_ptr<float>() : nullptr;
+  dispatch_float(x.scalar_type(), [&](auto xtag) {
+    using xT = decltype(xtag);
+    // the spike gradient arrives in the spike dtype, which is x's dtype on the autograd path
+    const at::Tensor gs = grad_spikes.has_value() ? grad_spikes->to(x.scalar_type()).contiguous() : at::Tensor();
+    const xT* gsp = grad_spikes.has_value() ? reinterpret_cast<const xT*>(gs.data_ptr()) : nullptr;
+    if (x.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(x.device());
+      lif_bwd_kernel<xT, xT><<<blocks(N), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          N, T, reinterpret_cast<const xT*>(x.data_ptr()), v0p, bp, tp, ck, gsp, gvp, gvsp, reinterpret_cast<xT*>(grad_x.data_ptr()), gv0p, gbp, gtp, p);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        backward_neuron<xT, xT>(n, N, T, reinterpret_cast<const xT*>(x.data_ptr()), v0p, bp, tp, ck, gsp, gvp, gvsp, reinterpret_cast<xT*>(grad_x.data_ptr()),
+                                gv0p, gbp, gtp, p);
+    }
+  });
+  return {grad_x, gv0, gbeta, gthr};
+}
+
+at::Tensor pack_spikes_native(const at::Tensor& s_in) {
+  TORCH_CHECK(s_in.dim() >= 1, "snnkern: s must have at least one dim");
+  const at::Tensor s = s_in.contiguous();
+  const int64_t K = s.size(-1), W = (K + 31) / 32, rows = K ? s.numel() / K : 0;
+  std::vector<int64_t> shape(s.sizes().begin(), s.sizes().end());
+  shape.back() = W;
+  at::Tensor out = at::empty(shape, s.options().dtype(at::kInt));
+  if (out.numel() == 0) return out;
+  dispatch_any_spike(s.scalar_type(), [&](auto tag) {
+    using sT = decltype(tag);
+    const sT* sp = reinterpret_cast<const sT*>(s.data_ptr());
+    if (s.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(s.device());
+      pack_kernel<sT><<<blocks(rows * W), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          rows, K, W, sp, out.data_ptr<int32_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      for (int64_t i = 0; i < rows * W; ++i) out.data_ptr<int32_t>()[i] = pack_word<sT>(sp + (i / W) * K, K, i % W);
+    }
+  });
+  return out;
+}
+
+at::Tensor unpack_spikes_native(const at::Tensor& p_in, int64_t k, at::ScalarType dtype) {
+  TORCH_CHECK(p_in.scalar_type() == at::kInt, "snnkern: packed spikes must be int32");
+  const at::Tensor p = p_in.contiguous();
+  const int64_t W = p.size(-1), rows = W ? p.numel() / W : 0;
+  TORCH_CHECK((k + 31) / 32 == W, "snnkern: k=", k, " does not match ", W, " words");
+  std::vector<int64_t> shape(p.sizes().begin(), p.sizes().end());
+  shape.back() = k;
+  at::Tensor out = at::empty(shape, p.options().dtype(dtype));
+  if (out.numel() == 0) return out;
+  dispatch_any_spike(dtype, [&](auto tag) {
+    using oT = decltype(tag);
+    oT* op = reinterpret_cast<oT*>(out.data_ptr());
+    if (p.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(p.device());
+      unpack_kernel<oT><<<blocks(rows * k), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          rows, k, W, p.data_ptr<int32_t>(), op);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      const int32_t* pp = p.data_ptr<int32_t>();
+      for (int64_t i = 0; i < rows * k; ++i) {
+        const int64_t r = i / k, j = i % k;
+        op[i] = static_cast<oT>(static_cast<float>((static_cast<uint32_t>(pp[r * W + j / 32]) >> (j % 32)) & 1u));
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(snnkern, m) {
+  m.def("lif_fwd_native(Tensor x, Tensor? v0, Tensor? beta, float beta_value, Tensor? threshold, "
+        "float threshold_value, bool delayed, int reset, float v_reset, float v_init, bool decay_input, "
+        "bool detach_reset, int surrogate, float alpha, ScalarType spike_dtype, bool save_for_backward, "
+        "bool return_membrane) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("lif_bwd_native(Tensor? grad_spikes, Tensor? grad_v_last, Tensor? grad_v_seq, Tensor x, Tensor? v0, "
+        "Tensor? beta, float beta_value, Tensor? threshold, float threshold_value, Tensor checkpoints, bool delayed, "
+        "int reset, float v_reset, float v_init, bool decay_input, bool detach_reset, int surrogate, float alpha, "
+        "bool need_v0_grad, bool need_beta_grad, bool need_threshold_grad) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("pack_spikes_native(Tensor s) -> Tensor");
+  m.def("unpack_spikes_native(Tensor p, int k, ScalarType dtype) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
+  m.impl("lif_fwd_native", &lif_fwd_native);
+  m.impl("lif_bwd_native", &lif_bwd_native);
+  m.impl("pack_spikes_native", &pack_spikes_native);
+  m.impl("unpack_spikes_native", &unpack_spikes_native);
+}
+
+// The CPU kernels run the same per-neuron functions: CI (no GPU) checks them against the reference.
+TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
+  m.impl("lif_fwd_native", &lif_fwd_native);
+  m.impl("lif_bwd_native", &lif_bwd_native);
+  m.impl("pack_spikes_native", &pack_spikes_native);
+  m.impl("unpack_spikes_native", &unpack_spikes_native);
+}
+
+}  // namespace snnkern
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "snnkern C++/CUDA backend: ops registered under torch.ops.snnkern.*_native";
+}

@@ -1,0 +1,70 @@
+"""The compiled backend snnkern._C: loaded without touching CUDA, ops registered for CUDA and CPU."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import snnkern
+from snnkern.functional import lif
+
+NATIVE_OPS = ("lif_fwd_native", "lif_bwd_native", "pack_spikes_native", "unpack_spikes_native")
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("op", NATIVE_OPS)
+def test_ops_have_cuda_and_cpu_kernels(op):
+    for key in ("CUDA", "CPU"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"snnkern::{op}", key), (op, key)
+
+
+def test_availability_is_reported():
+    assert isinstance(snnkern.cuda_extension_available(), bool)
+    status = snnkern.extension_status()
+    assert status == "loaded" or status.startswith("not available (")
+    if not snnkern.cuda_extension_available():
+        with pytest.raises(ValueError, match="backend='cuda' needs the compiled extension"):
+            lif(torch.ones(2, 3), backend="cuda")
+
+
+@pytest.mark.cuda_ext
+def test_loading_the_extension_does_not_initialize_cuda():
+    code = textwrap.dedent("""
+        import torch
+        import snnkern
+        assert snnkern.cuda_extension_available()
+        assert not torch.cuda.is_initialized()
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.cuda_ext
+def test_bad_input_through_the_cuda_backend_raises_the_same_named_errors():
+    with pytest.raises(ValueError, match="x_seq"):
+        lif(torch.ones(5), backend="cuda")
+    with pytest.raises(ValueError, match="threshold"):
+        lif(torch.ones(2, 3), threshold=0.0, backend="cuda")
+    with pytest.raises(ValueError, match="float64"):
+        lif(torch.ones(2, 3, dtype=torch.float64), backend="cuda")
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.gpu
+def test_large_tensor_indexing_is_64_bit():
+    """More than 2**31 elements (T * N) where memory allows: the last neuron's last step is right."""
+    free, _ = torch.cuda.mem_get_info()
+    T, N = 2, 2**30 + 3
+    if free < 12 * T * N:
+        pytest.skip("not enough GPU memory for a > 2**31-element test")
+    x = torch.zeros(T, N, device="cuda")
+    x[:, -1] = 1.5
+    for backend in ("cuda", "triton"):
+        with torch.no_grad():
+            s, v = lif(x, beta=0.5, threshold=1.0, backend=backend)
+        assert s[1, -1].item() == 1.0 and s[1, -2].item() == 0.0, backend
+        del s, v
