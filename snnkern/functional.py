@@ -69,8 +69,9 @@ def lif(
     default) and False for snntorch.
 
     Spikes are Heaviside steps forward; backward uses the surrogate derivative ``surrogate``
-    (``atan``, ``sigmoid``, ``fast_sigmoid``, ``triangle``, ``rectangle``, ``straight_through``;
-    see ``snnkern.ops.surrogate.SURROGATES``) with parameter ``alpha`` (None: its default).
+    (``atan``, ``sigmoid``, ``fast_sigmoid``, ``triangle``, ``rectangle``, ``straight_through``,
+    ``snntorch_triangular``; see ``snnkern.ops.surrogate.SURROGATES``) with parameter ``alpha``
+    (None: its default).
 
     ``spike_dtype=torch.bool`` or ``torch.uint8`` stores spikes in 1 byte for inference (no gradient).
 

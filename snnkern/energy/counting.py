@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..functional_spikes import is_binary, unpack_spikes
+
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -80,10 +82,6 @@ def _is_neuron(m: nn.Module) -> bool:
     return hasattr(m, "v_threshold") and hasattr(m, "surrogate_function")  # SpikingJelly nodes (and swapped)
 
 
-def is_binary(x: torch.Tensor) -> bool:
-    return x.numel() > 0 and bool(((x == 0) | (x == 1)).all())
-
-
 def _conv_acs(conv, x_active: torch.Tensor) -> int:
     """Exact ACs of a convolution: per output channel and position, the active inputs in its window."""
     groups, cout = conv.groups, conv.out_channels
@@ -128,9 +126,8 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
             row = rows[name]
             row.calls += 1
             if x.dtype == torch.int32:  # packed spikes (SpikeLinear): every set bit is one active input
-                from ..functional_spikes import unpack_spikes
                 x = unpack_spikes(x, m.in_features)
-            if x.data_ptr() in emitted or is_binary(x):
+            if x.data_ptr() in emitted or (x.numel() > 0 and is_binary(x)):
                 active = x != 0
                 row.acs += int(active.sum()) * m.out_features if isinstance(m, nn.Linear) \
                     else _conv_acs(m, active.to(torch.float64))
