@@ -10,6 +10,7 @@ import functools
 import pytest
 import torch
 
+import snnkern
 from snnkern.functional import lif
 from snnkern.ops.lif import checkpoint_rows
 
@@ -20,7 +21,7 @@ TS = [4, 16, 64] if ON_GPU else [4]
 NS = [2**20, 2**22] if ON_GPU else [2**10]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BETA, THR = 0.9, 1.0
-PEERS = ["snnkern", "eager", "compile", "snntorch", "spikingjelly"]
+PEERS = ["snnkern", "snnkern_cuda", "eager", "compile", "snntorch", "spikingjelly"]
 
 
 def bytes_moved(T, N, dtype, mode):
@@ -51,8 +52,8 @@ def test_copy_bandwidth(benchmark, meta, copy_bandwidth):
     record(benchmark, lambda: dst.copy_(src), meta, impl="copy", bytes=2 * n * 4, copy_gb_per_s=copy_bandwidth)
 
 
-def _snnkern(convention):
-    kw = dict(beta=BETA, threshold=THR, convention=convention)
+def _snnkern(convention, backend="auto"):
+    kw = dict(beta=BETA, threshold=THR, convention=convention, backend=backend)
     if convention == "spikingjelly":
         kw.update(beta=None, tau=1 / (1 - BETA), decay_input=False, reset="subtract")
     return lambda x: lif(x, **kw)
@@ -69,6 +70,10 @@ def make_impl(name):
         return _snnkern("snntorch")
     if name == "snnkern_sj":
         return _snnkern("spikingjelly")
+    if name == "snnkern_cuda":
+        if not (ON_GPU and snnkern.cuda_extension_available()):
+            pytest.skip("the C++/CUDA backend is timed on a GPU with snnkern._C built")
+        return _snnkern("snntorch", backend="cuda")
     if name == "eager":
         return lambda x: lif(x, beta=BETA, threshold=THR, backend="torch")
     if name == "compile":
