@@ -57,6 +57,16 @@ def render_markdown(result: dict, plots: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, out_dir: str, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = os.path.join(out_dir, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def make_plots(result: dict, out_dir: str) -> dict:
     import matplotlib
 
@@ -84,10 +94,7 @@ def make_plots(result: dict, out_dir: str) -> dict:
     ax.set_yscale("log")
     ax.set_ylabel("J / sample")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plots["energy per sample"] = os.path.join(out_dir, "energy_per_sample.png")
-    fig.savefig(plots["energy per sample"], dpi=120)
-    plt.close(fig)
+    plots["energy per sample"] = _save(fig, out_dir, "energy_per_sample.png")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key in ("ann", "snn"):
         if key in models:
@@ -96,10 +103,7 @@ def make_plots(result: dict, out_dir: str) -> dict:
     ax.set_xlabel("epoch")
     ax.set_ylabel("seconds / epoch")
     ax.legend()
-    fig.tight_layout()
-    plots["time per epoch"] = os.path.join(out_dir, "time_per_epoch.png")
-    fig.savefig(plots["time per epoch"], dpi=120)
-    plt.close(fig)
+    plots["time per epoch"] = _save(fig, out_dir, "time_per_epoch.png")
     if "robustness" in result:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         for ax, kind, label in zip(axes, ("gaussian_noise", "fgsm"), ("noise sigma", "FGSM epsilon")):
@@ -108,10 +112,7 @@ def make_plots(result: dict, out_dir: str) -> dict:
             ax.set_xlabel(label)
             ax.set_ylabel("accuracy")
             ax.legend()
-        fig.tight_layout()
-        plots["robustness"] = os.path.join(out_dir, "robustness.png")
-        fig.savefig(plots["robustness"], dpi=120)
-        plt.close(fig)
+        plots["robustness"] = _save(fig, out_dir, "robustness.png")
     return plots
 
 
