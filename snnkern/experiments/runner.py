@@ -135,12 +135,13 @@ def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts
     return out
 
 
-def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: int = 0) -> dict:
+def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: int = 0, *, name: str = "",
+               progress: bool = False) -> dict:
     """Accuracy under Gaussian input noise (sigma 0..1) and FGSM (epsilon 0..1, step 0.05)."""
     x, y = data.test
     gen = torch.Generator().manual_seed(seed)
     noise = {}
-    for sigma in NOISE_LEVELS:
+    for sigma in tqdm(NOISE_LEVELS, desc=f"{name} noise sweep", disable=not progress, leave=False):
         xn = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
         noise[sigma] = float((predict(model, xn, device, batch_size) == y).float().mean())
     fgsm = {}
@@ -151,7 +152,7 @@ def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: in
         F.cross_entropy(model(xb).float(), yb.to(device)).backward()
         grads.append(xb.grad.sign().cpu())
     sign = torch.cat(grads)
-    for eps in FGSM_EPS:
+    for eps in tqdm(FGSM_EPS, desc=f"{name} FGSM sweep", disable=not progress, leave=False):
         fgsm[eps] = float((predict(model, (x + eps * sign).clamp(0, 1), device, batch_size) == y).float().mean())
     return {"gaussian_noise": noise, "fgsm": fgsm}
 
@@ -192,7 +193,7 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         result["converted"] = unavailable("conversion off for this preset")
 
     if with_robustness:
-        result["robustness"] = {"ann": robustness(ann, data, device, p.batch_size)}
+        result["robustness"] = {"ann": robustness(ann, data, device, p.batch_size, name="ANN", progress=progress)}
         if p.train_snn:
-            result["robustness"]["snn"] = robustness(snn, data, device, p.batch_size)
+            result["robustness"]["snn"] = robustness(snn, data, device, p.batch_size, name="SNN", progress=progress)
     return result
