@@ -297,7 +297,7 @@ def _lif_bwd_kernel(
 
 
 # ----------------------------------------------------------------------------------------------
-# Launchers (Triton on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1)
+# Launchers: Triton (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1), or the C++/CUDA extension
 # ----------------------------------------------------------------------------------------------
 
 
@@ -306,21 +306,20 @@ def checkpoint_rows(T):
     return (T - 1) // MAX_CHUNK
 
 
-def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: torch.Tensor):
-    """(pointer tensor, float, mode) for a beta/threshold given as a float, a one-element tensor, or a
-    tensor broadcastable to the neurons (made a contiguous fp32 [N] vector)."""
-    if p is None:
-        return dummy, float(value), 0
-    if p.numel() == 1:
-        return p.to(torch.float32).reshape(1), 0.0, 1
-    return p.to(torch.float32).expand(shape).reshape(N).contiguous(), 0.0, 2
-
-
 def _native_param(p: Optional[torch.Tensor], shape, N: int) -> Optional[torch.Tensor]:
-    """beta/threshold for the C++ kernels: None, one fp32 value, or a contiguous fp32 [N] vector."""
+    """A beta/threshold tensor as the kernels read it: one fp32 value, or a contiguous fp32 [N] vector
+    (broadcast over the neurons); None stays None."""
     if p is None:
         return None
     return p.to(torch.float32).reshape(1) if p.numel() == 1 else p.to(torch.float32).expand(shape).reshape(N).contiguous()
+
+
+def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: torch.Tensor):
+    """(pointer tensor, float, mode) for the Triton kernels' _load_param: mode 0 reads ``value``."""
+    t = _native_param(p, shape, N)
+    if t is None:
+        return dummy, float(value), 0
+    return t, 0.0, 1 if t.numel() == 1 else 2
 
 
 def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt,
