@@ -89,3 +89,9 @@ def test_presets_listing(capsys):
     assert main(["presets"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in PRESETS)
+
+
+def test_info_self_check_passes(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "self-check" in out and "FAILED" not in out and "C++/CUDA extension" in out

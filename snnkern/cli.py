@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from . import HAS_TRITON, __version__, functional, last_backend
+from . import HAS_TRITON, __version__, cuda_extension_available, extension_status, functional, last_backend
 from ._dispatch import triton_interpret
 
 
@@ -25,6 +25,7 @@ def _environment() -> list[tuple[str, str]]:
     else:
         rows.append(("GPU", "none"))
     rows.append(("TRITON_INTERPRET", "on" if triton_interpret() else "off"))
+    rows.append(("C++/CUDA extension", extension_status()))
     return rows
 
 
@@ -37,6 +38,8 @@ def self_check(device: str, T: int = 8, shape=(4, 257)) -> list[tuple[str, str, 
     backends = ["auto"]
     if HAS_TRITON and (device == "cuda" or triton_interpret()):
         backends.append("triton")
+    if cuda_extension_available():
+        backends.append("cuda")
     for backend in backends:
         s, v = functional.lif(x, backend=backend, convention="snntorch")
         ok = torch.equal(s, ref_s) and torch.allclose(v, ref_v, rtol=0, atol=0)
