@@ -42,17 +42,14 @@ def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name
             raise ValueError(
                 f"backend='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1); {name} is on {x.device}"
             )
-        if x.dtype not in dtypes:
-            raise ValueError(f"backend='triton' supports {name} of dtype {', '.join(map(str, dtypes))}, got "
-                             f"{x.dtype}; use backend='torch'")
     elif backend == "cuda":
         if not cuda_extension_available():
             raise ValueError(f"backend='cuda' needs the compiled extension snnkern._C: {extension_status()}")
         if x.device.type not in ("cuda", "cpu"):
             raise ValueError(f"backend='cuda' runs CUDA (or CPU) tensors; {name} is on {x.device}")
-        if x.dtype not in dtypes:
-            raise ValueError(f"backend='cuda' supports {name} of dtype {', '.join(map(str, dtypes))}, got "
-                             f"{x.dtype}; use backend='torch'")
+    if backend in ("triton", "cuda") and x.dtype not in dtypes:  # what the kernels of both backends take
+        raise ValueError(f"backend={backend!r} supports {name} of dtype {', '.join(map(str, dtypes))}, got "
+                         f"{x.dtype}; use backend='torch'")
     _last_backend[op] = backend
     return backend
 

@@ -37,9 +37,7 @@ def firing_rate(bits: torch.Tensor, k: int) -> float:
     """Fraction of set bits among k spikes per row of packed spikes (a device sync)."""
     if bits.numel() == 0 or k == 0:
         return 0.0
-    shifts = torch.arange(32, device=bits.device, dtype=torch.int32)
-    ones = ((bits.unsqueeze(-1) >> shifts) & 1).sum()
-    return ones.item() / (bits.numel() // bits.shape[-1] * k)
+    return unpack_reference(bits, k, torch.float32).mean().item()
 
 
 def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
