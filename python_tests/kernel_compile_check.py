@@ -22,7 +22,7 @@ from snnkern.ops import spike_pack as SP
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
-INT_ARGS = ("T", "N", "M", "K", "W")
+INT_ARGS = ("T", "N", "M", "K", "W", "WM")
 
 
 def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None):
@@ -74,6 +74,12 @@ def spike_variants():
         out = "fp32" if parts == 3 else wdtype
         yield ("spike_tiles", SL._spike_mm_tiles_kernel, consts, SL.TILE_WARPS, wdtype,
                {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out})
+    for gdtype, split in (("fp32", True), ("bf16", False), ("fp16", False)):
+        consts = dict(SPLIT=split, UPCAST_DOT=False, BLOCK_M=SL.TILE_M, BLOCK_N=SL.TILE_N, BLOCK_K=SL.TILE_K)
+        yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel, consts, SL.TILE_WARPS, gdtype,
+               {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype})
+    yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K), 4, "i32",
+           {"p_ptr": "i32", "q_ptr": "i32"})
     for wdtype in ("fp32", "bf16"):
         yield ("spike_gather", SL._spike_mm_gather_kernel, dict(HAS_BIAS=True, BLOCK_N=SL.GATHER_N),
                SL.GATHER_WARPS, wdtype, {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype})

@@ -119,6 +119,56 @@ def test_spike_linear_packed_input_and_no_bias(algorithm):
     torch.testing.assert_close(w.grad, torch.ones(33, 17, device=d).t() @ x, rtol=1e-5, atol=1e-5)
 
 
+@KERNEL
+@pytest.mark.parametrize("M", [1, 31, 33, 70])
+@pytest.mark.parametrize("K", [1, 45, 129, 300])
+def test_transpose_packed_matches_reference(M, K):
+    from snnkern.ops.spike_pack import transpose_packed_forward, transpose_packed_reference
+    s = spikes((M, K), 0.4, seed=M * K).to(dev())
+    s[0] = 1  # the sign bit of every word of row 0 and of the last column's words
+    bits = pack_spikes(s)
+    ours = transpose_packed_forward(bits, K)
+    assert ours.shape == (K, (M + 31) // 32)
+    assert torch.equal(ours.cpu(), transpose_packed_reference(bits.cpu(), K))
+    assert torch.equal(unpack_spikes(ours, M), s.t())
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.3, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_grad_weight_from_bits(algorithm, rate, dtype):
+    """dY.T @ S straight from the bits, checked against fp64. For fp32 the bound (1e-6 of the largest
+    entry) is tight enough to fail if the tiles kernel kept only two of dY's three bf16 parts (2.6e-6)."""
+    d = dev()
+    M, N, K = 150, 70, 129  # none a multiple of the 64-wide tiles
+    s = spikes((M, K), rate, seed=11).to(d)
+    dy = torch.randn(M, N, generator=torch.Generator().manual_seed(12)).to(d, dtype)
+    gw = torch.ops.snnkern.spike_grad_weight(pack_spikes(s), K, dy, algorithm)
+    assert gw.dtype == dtype and gw.shape == (N, K) and gw.is_contiguous()
+    ref = dy.double().t() @ s.double()
+    scale = max(1.0, ref.abs().max().item())
+    atol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}[dtype] * scale
+    torch.testing.assert_close(gw.double(), ref, rtol=0, atol=atol)
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+def test_backward_never_materialises_dense_spikes(algorithm):
+    """The weight gradient reads the saved bits: no allocation during backward reaches even one byte
+    per spike (the earlier unpack-then-matmul backward allocated 4 bytes per spike)."""
+    from torch.profiler import ProfilerActivity, profile
+    M, N, K = 600, 8, 400
+    x = spikes((M, K), 0.3, seed=13)  # spikes from a data encoder: no gradient wanted for them
+    w = torch.randn(N, K, requires_grad=True)
+    y = spike_linear(x, w, algorithm=algorithm, backend="triton")
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        y.sum().backward()
+    allocated = [e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0]
+    assert allocated and max(allocated) < M * K, sorted(allocated)[-3:]
+    torch.testing.assert_close(w.grad, torch.ones(M, N).t() @ x, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_spike_linear_non_binary_input(backend):
     d = dev() if backend == "triton" else "cpu"
@@ -237,6 +287,8 @@ def test_opcheck_spike_ops():
     for algorithm in ("tiles", "gather"):
         torch.library.opcheck(torch.ops.snnkern.spike_linear.default,
                               (s.clone().requires_grad_(), bits, 70, w, b, None, algorithm))
+        torch.library.opcheck(torch.ops.snnkern.spike_grad_weight.default,
+                              (bits, 70, torch.randn(5, 8, device=d), algorithm))
 
 
 def test_top_level_exports():

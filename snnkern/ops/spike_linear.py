@@ -11,8 +11,11 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
   number of spikes, for very sparse input.
 
 Autograd (registered on the op): the forward saves the bits, never the dense spikes;
-grad_input = dY @ W (dense: the upstream neuron needs it), grad_weight = dY.T @ S with S unpacked
-on the fly, grad_bias = dY.sum(0).
+grad_input = dY @ W (dense: the upstream neuron needs it), grad_bias = dY.sum(0), and
+grad_weight = dY.T @ S read from the bits by the forward's algorithm: ``tiles`` skips the row
+blocks of S with no spike (dY split into bf16 parts in registers, as W is in the forward);
+``gather`` transposes the bits and, per input k, adds only the rows of dY where k spiked.
+Neither materialises the dense spikes.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Optional
 import torch
 
 from ._triton import tl, triton
-from .spike_pack import packed_words
+from .spike_pack import packed_words, transpose_packed_forward
 
 ALGORITHMS = ("tiles", "gather")
 TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 8
@@ -88,6 +91,50 @@ def _spike_mm_gather_kernel(
     tl.store(y_ptr + row * N + offs_n, acc.to(y_ptr.dtype.element_ty), mask=n_mask)
 
 
+@triton.jit
+def _spike_grad_w_tiles_kernel(
+    p_ptr,  # [M, W] int32 packed spikes S
+    g_ptr,  # [M, N] dY, contiguous
+    gw_ptr,  # [N, K] grad_weight out = dY.T @ S
+    M, N, K, W,
+    SPLIT: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    offs_n = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
+    acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+    for mb in range(0, tl.cdiv(M, BLOCK_M)):
+        ms = mb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+        words = tl.load(p_ptr + ms[:, None] * W + (offs_k // 32)[None, :],
+                        mask=(ms < M)[:, None] & (offs_k < K)[None, :], other=0)
+        if tl.max(tl.where(words != 0, 1, 0)) > 0:  # rows of this block with no spike add nothing
+            s = (words >> (offs_k % 32)[None, :].to(tl.int32)) & 1  # [BLOCK_M, BLOCK_K]
+            g = tl.load(g_ptr + ms[:, None] * N + offs_n[None, :],
+                        mask=(ms < M)[:, None] & (offs_n < N)[None, :], other=0.0)
+            gt = tl.trans(g)  # [BLOCK_N, BLOCK_M]
+            if SPLIT:  # fp32 dY = hi + mid + lo in bf16 (24 significant bits): fp32 sums on tensor cores
+                hi = gt.to(tl.bfloat16)
+                r = gt - hi.to(tl.float32)
+                mid = r.to(tl.bfloat16)
+                lo = (r - mid.to(tl.float32)).to(tl.bfloat16)
+                if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; exact fp32 operands instead
+                    sf = s.to(tl.float32)
+                    acc = tl.dot(hi.to(tl.float32), sf, acc, input_precision="ieee")
+                    acc = tl.dot(mid.to(tl.float32), sf, acc, input_precision="ieee")
+                    acc = tl.dot(lo.to(tl.float32), sf, acc, input_precision="ieee")
+                else:
+                    sb = s.to(tl.bfloat16)
+                    acc = tl.dot(hi, sb, acc)
+                    acc = tl.dot(mid, sb, acc)
+                    acc = tl.dot(lo, sb, acc)
+            elif UPCAST_DOT:
+                acc = tl.dot(gt.to(tl.float32), s.to(tl.float32), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(gt, s.to(gt.dtype), acc)
+    tl.store(gw_ptr + offs_n[:, None] * K + offs_k[None, :], acc.to(gw_ptr.dtype.element_ty),
+             mask=(offs_n < N)[:, None] & (offs_k < K)[None, :])
+
+
 def weight_parts(weight: torch.Tensor) -> torch.Tensor:
     """[PARTS, N, K] tensor-core operands whose sum is ``weight``: itself for fp16/bf16, and for fp32
     three bf16 parts hi + mid + lo (8 significant bits each: 24, all of fp32's)."""
@@ -125,6 +172,34 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None):
     return y
 
 
+def spike_grad_weight_forward(bits, k, grad_y, algorithm):
+    """grad_weight = dY.T @ S from the packed spikes: bits [M, W], dY [M, N] -> [N, k] in dY's dtype."""
+    M, N = grad_y.shape
+    grad_y = grad_y.contiguous()
+    if algorithm == "gather":
+        # S.T packed along M is a spike matrix [k, M]; the gather kernel then adds, for each input k,
+        # the rows of dY at the steps where k spiked (dY.T plays the weight [N, M])
+        bits_t = transpose_packed_forward(bits.contiguous(), k)
+        return spike_linear_forward(bits_t, M, grad_y.t(), None, "gather").t().contiguous()
+    gw = torch.empty((N, k), dtype=grad_y.dtype, device=grad_y.device)
+    if gw.numel() == 0:
+        return gw
+    _spike_grad_w_tiles_kernel[(triton.cdiv(N, TILE_N), triton.cdiv(k, TILE_K))](
+        bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], SPLIT=grad_y.dtype == torch.float32,
+        UPCAST_DOT=not bits.is_cuda, BLOCK_M=TILE_M, BLOCK_N=TILE_N, BLOCK_K=TILE_K, num_warps=TILE_WARPS)
+    return gw
+
+
+@torch.library.custom_op("snnkern::spike_grad_weight", mutates_args=())
+def spike_grad_weight_op(bits: torch.Tensor, k: int, grad_y: torch.Tensor, algorithm: str) -> torch.Tensor:
+    return spike_grad_weight_forward(bits, k, grad_y, algorithm)
+
+
+@spike_grad_weight_op.register_fake
+def _spike_grad_weight_fake(bits, k, grad_y, algorithm):
+    return grad_y.new_empty((grad_y.shape[1], k))
+
+
 @torch.library.custom_op("snnkern::spike_linear", mutates_args=())
 def spike_linear_op(x: Optional[torch.Tensor], bits: torch.Tensor, k: int, weight: torch.Tensor,
                     bias: Optional[torch.Tensor], parts: Optional[torch.Tensor], algorithm: str) -> torch.Tensor:
@@ -139,8 +214,8 @@ def _spike_linear_fake(x, bits, k, weight, bias, parts, algorithm):
 
 
 def _setup(ctx, inputs, output):
-    x, bits, k, weight, bias, _parts, _algorithm = inputs
-    ctx.k, ctx.has_bias = k, bias is not None
+    x, bits, k, weight, bias, _parts, algorithm = inputs
+    ctx.k, ctx.has_bias, ctx.algorithm = k, bias is not None, algorithm
     ctx.x_dtype = x.dtype if x is not None else None
     ctx.save_for_backward(bits, weight)  # the spikes as bits: k/8 bytes a row
 
@@ -151,7 +226,7 @@ def _backward(ctx, grad_y):
     grad_y = grad_y.to(weight.dtype)
     grad_x = (grad_y @ weight).to(ctx.x_dtype) if need_x else None
     # through the registered op, so that compiled/traced backward graphs see an op, not a launch
-    grad_w = grad_y.t() @ torch.ops.snnkern.unpack_spikes(bits, ctx.k, weight.dtype) if need_w else None
+    grad_w = torch.ops.snnkern.spike_grad_weight(bits, ctx.k, grad_y, ctx.algorithm) if need_w else None
     grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
     return grad_x, None, None, grad_w, grad_b, None, None
 
@@ -167,4 +242,5 @@ def spike_linear_reference(x, weight, bias=None):
 
 
 __all__ = ["ALGORITHMS", "weight_parts", "spike_linear_forward", "spike_linear_op", "spike_linear_reference",
+           "spike_grad_weight_forward", "spike_grad_weight_op",
            "packed_words"]

@@ -12,6 +12,7 @@ from ._triton import tl, triton
 
 WORD_BITS = 32
 PACK_BLOCK_W = 64  # words per program
+TRANSPOSE_BLOCK_K = 128  # columns per program of the bit transpose
 
 
 def packed_words(K: int) -> int:
@@ -51,6 +52,40 @@ def _unpack_kernel(
     k = words[:, None] * 32 + bits[None, :]
     # through fp32: Triton's CPU interpreter converts int -> bf16 wrongly
     tl.store(s_ptr + row * K + k, s.to(tl.float32).to(s_ptr.dtype.element_ty), mask=k < K)
+
+
+@triton.jit
+def _transpose_bits_kernel(
+    p_ptr,  # [M, W] int32: spikes [M, K] packed along K
+    q_ptr,  # [K, WM] int32 out: the same spikes packed along M
+    M, K, W, WM,
+    BLOCK_K: tl.constexpr,
+):
+    wm = tl.program_id(0)  # one output word: 32 rows of p
+    ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    rows = wm.to(tl.int64) * 32 + tl.arange(0, 32)
+    # each column reads the word that holds its bit (32 columns share it), as in the spike_linear tiles
+    words = tl.load(p_ptr + rows[:, None] * W + (ks // 32)[None, :],
+                    mask=(rows < M)[:, None] & (ks < K)[None, :], other=0)
+    bits = (words >> (ks % 32)[None, :].to(tl.int32)) & 1  # [32 rows, BLOCK_K]
+    word = tl.sum(bits << tl.arange(0, 32)[:, None], axis=0)  # distinct powers of two: sum == OR
+    tl.store(q_ptr + ks.to(tl.int64) * WM + wm, word, mask=ks < K)
+
+
+def transpose_packed_forward(p: torch.Tensor, K: int) -> torch.Tensor:
+    """[M, ceil(K/32)] bits of spikes [M, K] -> [K, ceil(M/32)] bits of their transpose, without ever
+    holding the dense spikes (what an event-driven S.T @ dY walks)."""
+    M, W = p.shape
+    WM = packed_words(M)
+    out = torch.empty((K, WM), dtype=torch.int32, device=p.device)
+    if out.numel():
+        _transpose_bits_kernel[(WM, triton.cdiv(K, TRANSPOSE_BLOCK_K))](
+            p.contiguous(), out, M, K, W, WM, BLOCK_K=TRANSPOSE_BLOCK_K)
+    return out
+
+
+def transpose_packed_reference(p: torch.Tensor, K: int) -> torch.Tensor:
+    return pack_reference(unpack_reference(p, K, torch.uint8).t())
 
 
 def pack_forward(s: torch.Tensor) -> torch.Tensor:
