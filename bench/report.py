@@ -1,4 +1,5 @@
-"""Render a pytest-benchmark JSON of this suite as markdown: ``python -m bench.report OUT.json [> OUT.md]``;
+"""Render pytest-benchmark JSONs of this suite as markdown: ``python -m bench.report OUT.json [MORE.json ...] [> OUT.md]``
+(several files, e.g. one per device call, are rendered as one run);
 ``--plots DIR`` also writes PNGs of the network groups (throughput vs T, J/sample SNN vs ANN, memory).
 
 Times are the do_bench medians (CUDA events) stored in ``extra_info``; ratios are each row's time
@@ -94,11 +95,13 @@ def plot_networks(data: dict, out_dir: str) -> list[str]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("json_file")
+    parser.add_argument("json_files", nargs="+", metavar="json_file")
     parser.add_argument("--plots", default=None, help="directory for PNG plots of the network groups")
     args = parser.parse_args(argv)
-    with open(args.json_file) as f:
-        data = json.load(f)
+    data = {"benchmarks": []}
+    for path in args.json_files:
+        with open(path) as f:
+            data["benchmarks"] += json.load(f)["benchmarks"]
     print(render(data))
     if args.plots:
         for path in plot_networks(data, args.plots):

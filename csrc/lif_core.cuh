@@ -9,8 +9,13 @@
 
 #ifdef __CUDACC__
 #define SNN_HD __host__ __device__ __forceinline__
+// One out-of-line copy of the surrogate switch: inlined into the 16x unrolled backward chunk, its
+// seven cases made cicc + ptxas take ~6 min per kernel instantiation (4 s out of line, same
+// registers-only chunk: no stack, no spills).
+#define SNN_HD_OUTLINED inline __host__ __device__ __noinline__
 #else
 #define SNN_HD inline
+#define SNN_HD_OUTLINED inline
 #endif
 
 namespace snnkern {
@@ -72,7 +77,7 @@ SNN_HD float step(float state, float x, float beta, float omb, float leak, float
   return h;
 }
 
-SNN_HD float surrogate_grad(float x, float alpha, int kind) {
+SNN_HD_OUTLINED float surrogate_grad(float x, float alpha, int kind) {
   switch (kind) {
     case 0: {  // atan
       float y = (1.5707963267948966f * alpha) * x;
