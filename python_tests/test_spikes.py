@@ -26,7 +26,7 @@ def spikes(shape, rate, seed=0, dtype=torch.float32):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", PACK_BACKENDS)
-@pytest.mark.parametrize("K", [1, 31, 32, 33, 100, 1000])
+@pytest.mark.parametrize("K", [0, 1, 31, 32, 33, 100, 1000])
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8])
 def test_pack_round_trip(backend, K, lead, dtype):
@@ -167,6 +167,21 @@ def test_backward_never_materialises_dense_spikes(algorithm):
     allocated = [e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0]
     assert allocated and max(allocated) < M * K, sorted(allocated)[-3:]
     torch.testing.assert_close(w.grad, torch.ones(M, N).t() @ x, rtol=1e-5, atol=1e-5)
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+@pytest.mark.parametrize("M,N,K", [(0, 5, 40), (7, 0, 40), (7, 5, 0), (1, 1, 1)])
+def test_spike_linear_empty_and_tiny_shapes(algorithm, M, N, K):
+    d = dev()
+    x = spikes((M, K), 0.5, seed=14).to(d).requires_grad_()
+    w = torch.randn(N, K, device=d, requires_grad=True)
+    b = torch.randn(N, device=d, requires_grad=True)
+    y = spike_linear(x, w, b, algorithm=algorithm, backend="triton")
+    y.sum().backward()
+    torch.testing.assert_close(y, F.linear(x, w, b))
+    torch.testing.assert_close(w.grad, torch.ones(M, N, device=d).t() @ x)
+    torch.testing.assert_close(x.grad, torch.ones(M, N, device=d) @ w)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -130,7 +130,7 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if select_backend("spike_linear", backend, weight, WEIGHT_DTYPES, "weight", ("auto", "triton", "torch")) == "torch":
         dense = unpack_spikes(x, K, dtype=weight.dtype, backend="torch") if packed else x
         return spike_linear_reference(dense, weight, bias)
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = x.reshape(lead.numel(), x.shape[-1])  # not -1: K may be 0
     bits = x2 if packed else pack_spikes(x2, check=False, backend="triton")
     if algorithm == "auto":
         if rate is None:

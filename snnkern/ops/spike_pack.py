@@ -91,7 +91,7 @@ def transpose_packed_reference(p: torch.Tensor, K: int) -> torch.Tensor:
 def pack_forward(s: torch.Tensor) -> torch.Tensor:
     K = s.shape[-1]
     W = packed_words(K)
-    s2 = s.reshape(-1, K).contiguous()
+    s2 = s.reshape(s.shape[:-1].numel(), K).contiguous()  # not -1: K may be 0
     if s2.dtype == torch.bool:
         s2 = s2.view(torch.uint8)  # same bytes; Triton loads uint8 plainly
     out = torch.empty((s2.shape[0], W), dtype=torch.int32, device=s.device)
@@ -102,7 +102,7 @@ def pack_forward(s: torch.Tensor) -> torch.Tensor:
 
 def unpack_forward(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
     W = p.shape[-1]
-    p2 = p.reshape(-1, W).contiguous()
+    p2 = p.reshape(p.shape[:-1].numel(), W).contiguous()
     out = torch.empty((p2.shape[0], K), dtype=dtype, device=p.device)
     view = out.view(torch.uint8) if dtype == torch.bool else out
     if out.numel():
