@@ -8,6 +8,7 @@ from torch import nn
 
 from snnkern import pack_spikes, spike_linear
 from snnkern.nn import SpikeConv2d, SpikeLinear
+from snnkern.ops import spike_linear as SL
 from snnkern.ops.spike_linear import weight_parts
 
 from .common import ON_GPU, record
@@ -50,6 +51,38 @@ def test_spike_linear(benchmark, meta, impl, sparsity):
                 torch.backends.cuda.matmul.allow_tf32 = prev
     benchmark.group = f"spike_linear M={M} K={K} N={N} sparsity={sparsity:.1%}"
     record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype, baseline=impl == "dense_fp16")
+    if kind in ("tiles", "auto"):
+        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned.best_config)  # the autotuner's pick
+
+
+TRAIN_IMPLS = ["tiles_fp32", "gather_fp32", "dense_fp32", "tiles_fp16", "dense_fp16"]
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.99, 0.999])
+@pytest.mark.parametrize("impl", TRAIN_IMPLS)
+def test_spike_linear_train_step(benchmark, meta, impl, sparsity):
+    """Forward + backward (grad_input dense, grad_weight from the bits) against nn.functional.linear."""
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    s = (torch.rand(M, K, device=DEVICE, generator=g) >= sparsity).float().requires_grad_()
+    kind, dtype = impl.split("_")
+    w = (torch.randn(N, K, device=DEVICE, generator=g) * 0.02).to(torch.float16 if dtype == "fp16" else torch.float32)
+    w.requires_grad_()
+    dy = torch.randn(M, N, device=DEVICE, generator=g).to(w.dtype)
+    if kind != "dense" and not ON_GPU:
+        pytest.skip("the Triton kernels are timed on a GPU (CPU runs the reference)")
+    parts = weight_parts(w.detach()) if kind == "tiles" else None
+
+    def fn():
+        y = (torch.nn.functional.linear(s.to(w.dtype), w) if kind == "dense" else
+             spike_linear(s, w, algorithm=kind, assume_binary=True, weight_parts_cache=parts))
+        torch.autograd.backward(y, dy)
+        s.grad = w.grad = None
+    benchmark.group = f"spike_linear train step M={M} K={K} N={N} sparsity={sparsity:.1%}"
+    record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype,
+           baseline=impl == "dense_fp32")
+    if kind == "tiles":
+        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned.best_config)
+        benchmark.extra_info["grad_tile_config"] = str(SL._spike_grad_w_tiles_tuned.best_config)
 
 
 def _saved_bytes(fn, params):

@@ -22,10 +22,10 @@ from snnkern.ops import spike_pack as SP
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
-INT_ARGS = ("T", "N", "M", "K", "W", "WM")
+INT_ARGS = ("T", "N", "M", "K", "W", "WM", "M_BUCKET")
 
 
-def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None):
+def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3):
     """pointers: {argument: element type} for pointers that are not fp32 (LIF: x, spikes and their grads
     take ``dtype``)."""
     pointers = pointers if pointers is not None else {n: dtype for n in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr")}
@@ -41,7 +41,7 @@ def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=
             sig[name] = "fp32"
     src = triton.compiler.ASTSource(fn=kernel, signature=sig, constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": num_warps, "enable_fp_fusion": False})
+                              options={"num_warps": num_warps, "num_stages": num_stages, "enable_fp_fusion": False})
     usage = {}
     if os.path.exists(CUOBJDUMP):
         path = f"/tmp/snnkern_check_{os.getpid()}.cubin"
@@ -68,24 +68,26 @@ def variants():
 
 
 def spike_variants():
-    for wdtype, parts in (("bf16", 1), ("fp16", 1), ("bf16", 3)):
-        consts = dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, BLOCK_M=SL.TILE_M, BLOCK_N=SL.TILE_N,
-                      BLOCK_K=SL.TILE_K)
-        out = "fp32" if parts == 3 else wdtype
-        yield ("spike_tiles", SL._spike_mm_tiles_kernel, consts, SL.TILE_WARPS, wdtype,
-               {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out})
-    for gdtype, split in (("fp32", True), ("bf16", False), ("fp16", False)):
-        consts = dict(SPLIT=split, UPCAST_DOT=False, BLOCK_M=SL.TILE_M, BLOCK_N=SL.TILE_N, BLOCK_K=SL.TILE_K)
-        yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel, consts, SL.TILE_WARPS, gdtype,
-               {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype})
+    """(kind, kernel, constexprs, warps, dtype, pointers, stages, tile config index)"""
+    for i, (bm, bn, bk, warps, stages) in enumerate(SL.TILE_CONFIGS):  # every shape the autotuner may pick
+        tile = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+        for wdtype, parts in (("bf16", 1), ("fp16", 1), ("bf16", 3)):
+            out = "fp32" if parts == 3 else wdtype
+            yield ("spike_tiles", SL._spike_mm_tiles_kernel, dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, **tile),
+                   warps, wdtype, {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out}, stages, i)
+        for gdtype, split in (("fp32", True), ("bf16", False), ("fp16", False)):
+            yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel, dict(SPLIT=split, UPCAST_DOT=False, **tile),
+                   warps, gdtype, {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype}, stages, i)
     yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K), 4, "i32",
-           {"p_ptr": "i32", "q_ptr": "i32"})
+           {"p_ptr": "i32", "q_ptr": "i32"}, 3, None)
     for wdtype in ("fp32", "bf16"):
         yield ("spike_gather", SL._spike_mm_gather_kernel, dict(HAS_BIAS=True, BLOCK_N=SL.GATHER_N),
-               SL.GATHER_WARPS, wdtype, {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype})
+               SL.GATHER_WARPS, wdtype, {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype}, 3, None)
     for sdtype in ("fp32", "bf16", "u8"):
-        yield ("pack", SP._pack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"})
-        yield ("unpack", SP._unpack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"})
+        yield ("pack", SP._pack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"},
+               3, None)
+        yield ("unpack", SP._unpack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"},
+               3, None)
 
 
 def main():
@@ -95,9 +97,10 @@ def main():
             usage = compile_variant(kernel, consts, warps, arch, dtype)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
-        for kind, kernel, consts, warps, dtype, pointers in spike_variants():
-            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers)
-            results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"), **usage})
+        for kind, kernel, consts, warps, dtype, pointers, stages, config in spike_variants():
+            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, stages)
+            results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"),
+                            "split": consts.get("SPLIT"), "config": config, **usage})
     json.dump(results, sys.stdout)
 
 

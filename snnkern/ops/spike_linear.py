@@ -23,11 +23,18 @@ from typing import Optional
 
 import torch
 
-from ._triton import tl, triton
+from ._triton import HAS_TRITON, tl, triton
 from .spike_pack import packed_words, transpose_packed_forward
 
 ALGORITHMS = ("tiles", "gather")
-TILE_M, TILE_N, TILE_K, TILE_WARPS = 64, 64, 64, 8
+# Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels. On a GPU,
+# Triton's autotuner times them all at the first call for each (M rounded up to a power of two, N, K,
+# dtypes) and keeps the fastest; the CPU interpreter (CI) runs the first. Bigger tiles use the tensor
+# cores better; smaller ones skip empty tiles more often and fill the GPU at small M.
+# The list holds the shapes whose sm_90 build spills little or nothing for bf16/fp16 operands
+# (kernel_compile_check.py prints registers and stack per shape).
+TILE_CONFIGS = ((64, 64, 64, 8, 2), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3),
+                (128, 128, 32, 8, 3))
 GATHER_N, GATHER_WARPS = 256, 4
 
 
@@ -38,6 +45,7 @@ def _spike_mm_tiles_kernel(
     b_ptr,  # [N] bias (if HAS_BIAS)
     y_ptr,  # [M, N] output
     M, N, K, W,
+    M_BUCKET,  # next power of two >= M: only the autotuner's key (not read)
     PARTS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -97,6 +105,7 @@ def _spike_grad_w_tiles_kernel(
     g_ptr,  # [M, N] dY, contiguous
     gw_ptr,  # [N, K] grad_weight out = dY.T @ S
     M, N, K, W,
+    M_BUCKET,  # next power of two >= M: only the autotuner's key (not read)
     SPLIT: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -135,6 +144,35 @@ def _spike_grad_w_tiles_kernel(
              mask=(offs_n < N)[:, None] & (offs_k < K)[None, :])
 
 
+def tile_configs():
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=st)
+            for m, n, k, w, st in TILE_CONFIGS]
+
+
+def autotuned(kernel, key):
+    """``kernel`` behind Triton's autotuner over TILE_CONFIGS (the plain kernel where Triton is absent)."""
+    return triton.autotune(configs=tile_configs(), key=key)(kernel) if HAS_TRITON else kernel
+
+
+_spike_mm_tiles_tuned = autotuned(_spike_mm_tiles_kernel, ["M_BUCKET", "N", "K", "PARTS", "HAS_BIAS"])
+_spike_grad_w_tiles_tuned = autotuned(_spike_grad_w_tiles_kernel, ["M_BUCKET", "N", "K", "SPLIT"])
+
+
+def use_autotuner(t: torch.Tensor) -> bool:
+    """Tune on GPUs; the CPU interpreter is too slow to time configs and has no tensor cores to tune for."""
+    return t.is_cuda
+
+
+def launch_tiles(kernel, tuned, grid, *args, **consts):
+    """Launch a tiles kernel: through its autotuner on a GPU, else with the first of TILE_CONFIGS.
+    ``grid(BLOCK_M, BLOCK_N, BLOCK_K)`` gives the launch grid for a tile shape."""
+    if use_autotuner(args[0]):
+        tuned[lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
+    else:
+        bm, bn, bk, warps, _stages = TILE_CONFIGS[0]
+        kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+
+
 def weight_parts(weight: torch.Tensor) -> torch.Tensor:
     """[PARTS, N, K] tensor-core operands whose sum is ``weight``: itself for fp16/bf16, and for fp32
     three bf16 parts hi + mid + lo (8 significant bits each: 24, all of fp32's)."""
@@ -165,10 +203,10 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None):
             bits, wt, b, y, N, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
     else:
         parts = weight_parts(weight) if parts is None else parts
-        _spike_mm_tiles_kernel[(triton.cdiv(M, TILE_M), triton.cdiv(N, TILE_N))](
-            bits, parts, b, y, M, N, k, W, PARTS=parts.shape[0], HAS_BIAS=bias is not None,
-            UPCAST_DOT=not bits.is_cuda,
-            BLOCK_M=TILE_M, BLOCK_N=TILE_N, BLOCK_K=TILE_K, num_warps=TILE_WARPS)
+        launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned,
+                     lambda bm, bn, bk: (triton.cdiv(M, bm), triton.cdiv(N, bn)),
+                     bits, parts, b, y, M, N, k, W, triton.next_power_of_2(max(M, 1)), PARTS=parts.shape[0],
+                     HAS_BIAS=bias is not None, UPCAST_DOT=not bits.is_cuda)
     return y
 
 
@@ -184,9 +222,10 @@ def spike_grad_weight_forward(bits, k, grad_y, algorithm):
     gw = torch.empty((N, k), dtype=grad_y.dtype, device=grad_y.device)
     if gw.numel() == 0:
         return gw
-    _spike_grad_w_tiles_kernel[(triton.cdiv(N, TILE_N), triton.cdiv(k, TILE_K))](
-        bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], SPLIT=grad_y.dtype == torch.float32,
-        UPCAST_DOT=not bits.is_cuda, BLOCK_M=TILE_M, BLOCK_N=TILE_N, BLOCK_K=TILE_K, num_warps=TILE_WARPS)
+    launch_tiles(_spike_grad_w_tiles_kernel, _spike_grad_w_tiles_tuned,
+                 lambda bm, bn, bk: (triton.cdiv(N, bn), triton.cdiv(k, bk)),
+                 bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], triton.next_power_of_2(max(M, 1)),
+                 SPLIT=grad_y.dtype == torch.float32, UPCAST_DOT=not bits.is_cuda)
     return gw
 
 
