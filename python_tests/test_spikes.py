@@ -93,7 +93,7 @@ def check_close(ours, ref, dtype):
 
 @KERNEL
 @pytest.mark.parametrize("rate", [0.0, 0.002, 0.05, 0.5, 1.0])
-@pytest.mark.parametrize("algorithm", ["tiles", "gather", "auto"])
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "dense", "auto"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_spike_linear_matches_dense(rate, algorithm, dtype):
     d = dev()
@@ -108,7 +108,7 @@ def test_spike_linear_matches_dense(rate, algorithm, dtype):
 
 
 @KERNEL
-@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "dense"])
 def test_spike_linear_packed_input_and_no_bias(algorithm):
     d = dev()
     x = spikes((33, 100), 0.1, seed=3).to(d)
@@ -153,7 +153,7 @@ def test_grad_weight_from_bits(algorithm, rate, dtype):
 
 
 @KERNEL
-@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "dense"])
 def test_backward_never_materialises_dense_spikes(algorithm):
     """The weight gradient reads the saved bits: no allocation during backward reaches even one byte
     per spike (the earlier unpack-then-matmul backward allocated 4 bytes per spike)."""
@@ -277,12 +277,20 @@ def saved_bytes(fn, params):
     return sum(saved), out
 
 
+def test_auto_algorithm_rule():
+    from snnkern.functional_spikes import GATHER_BELOW_RATE, auto_algorithm
+    assert auto_algorithm(GATHER_BELOW_RATE / 2, torch.float16) == "gather"
+    assert auto_algorithm(GATHER_BELOW_RATE, torch.float32) == "tiles"
+    assert auto_algorithm(0.5, torch.bfloat16) == auto_algorithm(0.5, torch.float16) == "dense"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_spike_linear_module_drop_in_and_memory(backend):
+@pytest.mark.parametrize("algorithm", ["tiles", "dense"])
+def test_spike_linear_module_drop_in_and_memory(backend, algorithm):
     d = dev() if backend == "triton" else "cpu"
     torch.manual_seed(0)
     dense = nn.Linear(256, 64).to(d)
-    layer = SpikeLinear.from_linear(dense, algorithm="tiles", backend=backend)
+    layer = SpikeLinear.from_linear(dense, algorithm=algorithm, backend=backend)
     assert layer.weight is dense.weight and layer.state_dict().keys() == dense.state_dict().keys()
     x = spikes((16, 8, 256), 0.1, seed=6).to(d).requires_grad_()
     ours_bytes, y = saved_bytes(lambda: layer(x), layer.parameters())
@@ -336,7 +344,7 @@ def test_opcheck_spike_ops():
     torch.library.opcheck(torch.ops.snnkern.unpack_spikes.default, (bits, 70, torch.float32))
     w = torch.randn(8, 70, device=d, requires_grad=True)
     b = torch.randn(8, device=d, requires_grad=True)
-    for algorithm in ("tiles", "gather"):
+    for algorithm in ("tiles", "gather", "dense"):
         torch.library.opcheck(torch.ops.snnkern.spike_linear.default,
                               (s.clone().requires_grad_(), bits, 70, w, b, None, algorithm))
         torch.library.opcheck(torch.ops.snnkern.spike_grad_weight.default,

@@ -18,6 +18,16 @@ ALGORITHMS = ("auto", "tiles", "gather", "dense")
 GATHER_BELOW_RATE = 0.01
 
 
+def auto_algorithm(rate: float, weight_dtype: torch.dtype) -> str:
+    """What ``algorithm="auto"`` runs at a firing rate: the event-driven ``gather`` below
+    GATHER_BELOW_RATE; above it, fp16/bf16 weights go to cuBLAS (``dense``: tensor cores at full
+    rate, bits still saved) and fp32 weights to ``tiles`` (three bf16 tensor-core passes at fp32
+    accuracy, instead of cuBLAS's non-TF32 fp32 GEMM). Provisional until a GPU run measures it."""
+    if rate < GATHER_BELOW_RATE:
+        return "gather"
+    return "tiles" if weight_dtype == torch.float32 else "dense"
+
+
 def is_binary(s: torch.Tensor) -> bool:
     """True when every element is 0 or 1 (one pass over s, and a device sync)."""
     if s.dtype == torch.bool:
@@ -86,9 +96,10 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     Gradients: ``grad_x = dY @ W`` (dense), ``grad_W = dY.T @ S`` from the saved bits, ``grad_b``.
 
     ``algorithm``: ``"tiles"`` (tensor cores on unpacked bits, empty tiles skipped), ``"gather"``
-    (per-row walk over the set bits), ``"dense"`` (cuBLAS on the spikes), or ``"auto"``: gather
-    below a firing rate of ``GATHER_BELOW_RATE``, else tiles (measuring the rate costs a sync).
-    Non-binary ``x``: ``strict=True`` raises ValueError, otherwise the dense path runs.
+    (per-row walk over the set bits), ``"dense"`` (cuBLAS on the spikes; still saves only bits), or
+    ``"auto"`` (``auto_algorithm``: gather below a firing rate of ``GATHER_BELOW_RATE``, else tiles
+    for fp32 weights and dense for fp16/bf16; measuring the rate costs a sync).
+    Non-binary ``x``: ``strict=True`` raises ValueError, otherwise a plain ``F.linear`` runs.
     ``assume_binary=True`` skips the binary check (a sync) for inputs you know are spikes.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
@@ -121,11 +132,8 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if not binary:
             if strict:
                 raise ValueError("x holds values other than 0 and 1 (strict=True)")
-            algorithm = "dense"
+            return F.linear(x.to(weight.dtype), weight, bias)  # not spikes: plain dense layer
     lead = x.shape[:-1]
-    if algorithm == "dense":
-        dense = unpack_spikes(x, K, dtype=weight.dtype, backend=backend) if packed else x.to(weight.dtype)
-        return F.linear(dense, weight, bias)
     # the accumulation kernels are Triton only (the C++ backend packs and unpacks)
     if select_backend("spike_linear", backend, weight, WEIGHT_DTYPES, "weight", ("auto", "triton", "torch")) == "torch":
         dense = unpack_spikes(x, K, dtype=weight.dtype, backend="torch") if packed else x
@@ -135,7 +143,7 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if algorithm == "auto":
         if rate is None:
             rate = firing_rate(bits, K)
-        algorithm = "gather" if rate < GATHER_BELOW_RATE else "tiles"
+        algorithm = auto_algorithm(rate, weight.dtype)
     parts = None
     if algorithm == "tiles":
         parts = weight_parts_cache if weight_parts_cache is not None else weight_parts(weight.detach())

@@ -15,7 +15,8 @@ grad_input = dY @ W (dense: the upstream neuron needs it), grad_bias = dY.sum(0)
 grad_weight = dY.T @ S read from the bits by the forward's algorithm: ``tiles`` skips the row
 blocks of S with no spike (dY split into bf16 parts in registers, as W is in the forward);
 ``gather`` transposes the bits and, per input k, adds only the rows of dY where k spiked.
-Neither materialises the dense spikes.
+Neither materialises the dense spikes. ``dense`` runs cuBLAS forward on the dense spikes, yet saves
+only the bits too (its grad_weight is the tiles kernel's).
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from typing import Optional
 import torch
 
 from ._triton import HAS_TRITON, tl, triton
-from .spike_pack import packed_words, transpose_packed_forward
+from .spike_pack import packed_words, transpose_packed_forward, unpack_forward
 
-ALGORITHMS = ("tiles", "gather")
+ALGORITHMS = ("tiles", "gather", "dense")
 # Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels. On a GPU,
 # Triton's autotuner times them all at the first call for each (M rounded up to a power of two, N, K,
 # dtypes) and keeps the fastest; the CPU interpreter (CI) runs the first. Bigger tiles use the tensor
@@ -186,10 +187,14 @@ def weight_parts(weight: torch.Tensor) -> torch.Tensor:
     return torch.stack([hi, mid, lo])
 
 
-def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None):
-    """Launch one kernel: bits [M, W] int32, weight [N, k] -> [M, N] in weight's dtype."""
+def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
+    """bits [M, W] int32, weight [N, k] -> [M, N] in weight's dtype: one Triton kernel, or for
+    ``"dense"`` cuBLAS on the dense spikes ``x`` (unpacked from the bits when not given)."""
     M, W = bits.shape
     N = weight.shape[0]
+    if algorithm == "dense":
+        dense = x.to(weight.dtype) if x is not None else unpack_forward(bits, k, weight.dtype)
+        return torch.nn.functional.linear(dense, weight, bias)
     y = torch.empty((M, N), dtype=weight.dtype, device=bits.device)
     if y.numel() == 0:
         return y
@@ -211,7 +216,8 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None):
 
 
 def spike_grad_weight_forward(bits, k, grad_y, algorithm):
-    """grad_weight = dY.T @ S from the packed spikes: bits [M, W], dY [M, N] -> [N, k] in dY's dtype."""
+    """grad_weight = dY.T @ S from the packed spikes: bits [M, W], dY [M, N] -> [N, k] in dY's dtype.
+    ``"gather"`` walks the transposed bits; any other algorithm (``"dense"`` too) runs the tiles kernel."""
     M, N = grad_y.shape
     grad_y = grad_y.contiguous()
     if algorithm == "gather":
@@ -242,9 +248,10 @@ def _spike_grad_weight_fake(bits, k, grad_y, algorithm):
 @torch.library.custom_op("snnkern::spike_linear", mutates_args=())
 def spike_linear_op(x: Optional[torch.Tensor], bits: torch.Tensor, k: int, weight: torch.Tensor,
                     bias: Optional[torch.Tensor], parts: Optional[torch.Tensor], algorithm: str) -> torch.Tensor:
-    """bits: packed spikes [M, ceil(k/32)], what the kernels read. x: the same spikes dense [M, k] when
-    a gradient must reach them (it is never read), else None."""
-    return spike_linear_forward(bits, k, weight, bias, algorithm, parts)
+    """bits: packed spikes [M, ceil(k/32)], what the kernels read and autograd saves. x: the same
+    spikes dense [M, k] when the caller has them (a gradient can then reach them; only ``"dense"``
+    reads them), else None."""
+    return spike_linear_forward(bits, k, weight, bias, algorithm, parts, x)
 
 
 @spike_linear_op.register_fake
