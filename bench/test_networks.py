@@ -1,4 +1,5 @@
-"""The seeds' networks as ANN and as SNN (trained-style with snnkern neurons, and converted), T in
+"""The seeds' networks as ANN and as SNN (trained-style with snnkern neurons, the same with its spike-fed
+layers event-driven (``snnkern.nn.event_driven``), and converted), T in
 {1, 4, 8, 16, 32}: inference and training-step throughput, latency, peak memory, and measured W and
 J/sample (NVML) — the ``networks`` group of the suite (issue 8)."""
 from __future__ import annotations
@@ -33,8 +34,11 @@ def _model(network: str, kind: str, T: int):
     x = torch.rand(BATCH, *shape, device=DEVICE)
     if kind == "ann":
         return build_model(p, shape, 10, spiking=False).to(DEVICE), x
-    if kind == "snn":
-        return SNNClassifier(build_model(p, shape, 10, spiking=True).to(DEVICE), T, p.encoding), x
+    if kind in ("snn", "snn-event"):
+        net = build_model(p, shape, 10, spiking=True).to(DEVICE)
+        if kind == "snn-event":  # spike-fed Linear/Conv2d -> event-driven SpikeLinear/SpikeConv2d
+            snnkern.nn.event_driven(net)
+        return SNNClassifier(net, T, p.encoding), x
     ann = build_model(p, shape, 10, spiking=False).to(DEVICE).eval()
     snn = snnkern.convert(ann, x, T=T)
     return snn, x
@@ -42,7 +46,7 @@ def _model(network: str, kind: str, T: int):
 
 @pytest.mark.parametrize("mode", ["inference", "train_step"])
 @pytest.mark.parametrize("T", TS)
-@pytest.mark.parametrize("kind", ["ann", "snn", "converted"])
+@pytest.mark.parametrize("kind", ["ann", "snn", "snn-event", "converted"])
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_network(benchmark, meta, network, kind, T, mode):
     if kind == "ann" and T != TS[0]:

@@ -1,0 +1,66 @@
+"""snnkern.nn.event_driven: spike-fed Linear/Conv2d become SpikeLinear/SpikeConv2d, results unchanged."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from snnkern.experiments import PRESETS, build_model
+from snnkern.nn import LIF, SpikeConv2d, SpikeLinear, SpikingSequential, event_driven
+
+BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton)]
+
+
+def dev(backend):
+    return "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+
+
+def test_swaps_exactly_the_spike_fed_layers():
+    model = SpikingSequential(
+        nn.Conv2d(1, 4, 3, padding=1), LIF(), nn.MaxPool2d(2),  # 0: raw input, stays
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), LIF(),  # 3: after max-pooled spikes: swapped
+        nn.AvgPool2d(2), nn.Conv2d(4, 4, 1),  # 7: after average pooling: stays
+        LIF(), nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * 4, 8),  # 11: after dropout: swapped, checked
+        nn.Linear(8, 8), LIF(), nn.Identity(), nn.Linear(8, 3))  # 12 stays; 15 swapped
+    layers = copy.deepcopy(list(model))
+    assert event_driven(model) == ["3", "11", "15"]
+    assert isinstance(model[3], SpikeConv2d) and model[3].assume_binary
+    assert isinstance(model[11], SpikeLinear) and not model[11].assume_binary  # dropout scales in training
+    assert isinstance(model[15], SpikeLinear) and model[15].assume_binary
+    for i in (0, 7, 12):
+        assert type(model[i]) is type(layers[i])
+    assert event_driven(model) == []  # already swapped: nothing left to do
+
+
+def test_nested_containers_and_names():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(LIF(step_mode="s"), nn.Linear(4, 2)))
+    assert event_driven(net) == ["1.1"]
+    with pytest.raises(TypeError, match="model"):
+        event_driven("not a model")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("preset", ["luo2024-mlp", "niederlechner2019-cnn"])
+def test_preset_snn_gives_the_same_results(backend, preset):
+    d = dev(backend)
+    p = PRESETS[preset]
+    torch.manual_seed(0)
+    ref = build_model(p, (1, 28, 28), 10, spiking=True).to(d)
+    ours = copy.deepcopy(ref)
+    swapped = event_driven(ours, backend=backend)
+    assert swapped and ours.state_dict().keys() == ref.state_dict().keys()
+    x = torch.rand(4, 2, 1, 28, 28, device=d) * 4  # [T, B, ...] direct input, strong enough to spike
+    rates = []
+    for name in swapped:
+        ours.get_submodule(name).register_forward_hook(lambda m, inp, out: rates.append(inp[0].float().mean().item()))
+    for train in (False, True):
+        ref.train(train), ours.train(train)
+        torch.manual_seed(1)
+        y_ref = ref(x)
+        torch.manual_seed(1)  # the same dropout masks
+        y = ours(x)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert min(rates) > 0.01, rates  # the swapped layers did see spikes
+    y.sum().backward(), y_ref.sum().backward()
+    for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
