@@ -72,7 +72,7 @@ def plot_networks(data: dict, out_dir: str) -> list[str]:
         fig, axes = plt.subplots(1, len(networks), figsize=(3.2 * len(networks), 3), squeeze=False)
         for ax, net in zip(axes[0], networks):
             sel = [r for r in rows if r["network"] == net and r["mode"] == mode and isinstance(r.get(key), float)]
-            for kind, style in (("snn", "o-"), ("snn-event", "^-"), ("converted", "s--")):
+            for kind, style in (("snn", "o-"), ("snn-event", "^-"), ("converted", "s--"), ("converted-event", "v--")):
                 pts = sorted((r["T"], r[key]) for r in sel if r["kind"] == kind)
                 if pts:
                     ax.plot(*zip(*pts), style, label=kind)

@@ -1,5 +1,5 @@
 """The seeds' networks as ANN and as SNN (trained-style with snnkern neurons, the same with its spike-fed
-layers event-driven (``snnkern.nn.event_driven``), and converted), T in
+layers event-driven (``snnkern.nn.event_driven``), and converted, plain and event-driven), T in
 {1, 4, 8, 16, 32}: inference and training-step throughput, latency, peak memory, and measured W and
 J/sample (NVML) — the ``networks`` group of the suite (issue 8)."""
 from __future__ import annotations
@@ -41,17 +41,19 @@ def _model(network: str, kind: str, T: int):
         return SNNClassifier(net, T, p.encoding), x
     ann = build_model(p, shape, 10, spiking=False).to(DEVICE).eval()
     snn = snnkern.convert(ann, x, T=T)
+    if kind == "converted-event":  # thresholds folded into the spike-fed layers, which go event-driven
+        snnkern.nn.event_driven(snn)
     return snn, x
 
 
 @pytest.mark.parametrize("mode", ["inference", "train_step"])
 @pytest.mark.parametrize("T", TS)
-@pytest.mark.parametrize("kind", ["ann", "snn", "snn-event", "converted"])
+@pytest.mark.parametrize("kind", ["ann", "snn", "snn-event", "converted", "converted-event"])
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_network(benchmark, meta, network, kind, T, mode):
     if kind == "ann" and T != TS[0]:
         pytest.skip("the ANN has no time steps: measured once")
-    if kind == "converted" and mode == "train_step":
+    if kind.startswith("converted") and mode == "train_step":
         pytest.skip("converted SNNs are for inference")
     model, x = _model(network, kind, T)
     y = torch.randint(0, 10, (BATCH,), device=DEVICE)

@@ -63,7 +63,7 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     result = json.loads((out / "report.json").read_text())
     fields = ["accuracy", "recall_macro", "f1_macro", "inference_ms_per_sample", "peak_gpu_memory_mb",
               "measured_watts", "measured_j_per_sample", "estimated_j_per_sample", "parameters", "model_size_mb"]
-    for model in ("ann", "snn", "snn_event", "converted"):
+    for model in ("ann", "snn", "snn_event", "converted", "converted_event"):
         for f in fields:
             value = result[model][f]
             assert isinstance(value, (int, float)) or str(value).startswith("unavailable ("), (model, f, value)
@@ -72,6 +72,8 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     # the event-driven copy of the trained SNN: its spike-fed layers swapped, the same predictions
     assert result["snn_event"]["event_driven_layers"] and result["snn_event"]["T"] == 8
     assert result["snn_event"]["accuracy"] == result["snn"]["accuracy"]
+    assert result["converted_event"]["event_driven_layers"]
+    assert abs(result["converted_event"]["accuracy"] - result["converted"]["accuracy"]) <= 0.01
     assert len(result["robustness"]["snn"]["fgsm"]) == 21 and len(result["robustness"]["ann"]["gaussian_noise"]) == 11
     md = (out / "report.md").read_text()
     assert "estimate" in md and "Converted SNN accuracy vs T" in md and "SNN event-driven (T=8)" in md

@@ -64,3 +64,61 @@ def test_preset_snn_gives_the_same_results(backend, preset):
     y.sum().backward(), y_ref.sum().backward()
     for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# converted SNNs: thresholds folded into the layers that read the spikes
+# ---------------------------------------------------------------------------------------------
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        b = torch.relu(self.conv2(a)) + a  # a's spikes also reach the add: a's IF layer stays scaled
+        return self.fc(torch.flatten(b, 1))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_converted_snn_folds_thresholds_and_keeps_its_outputs(backend, per_channel):
+    import snnkern
+    from snnkern.convert import IFNeuron
+    d = dev(backend)
+    torch.manual_seed(0)
+    ann = cnn().to(d).eval()
+    x = torch.rand(16, 1, 8, 8, device=d)
+    snn = snnkern.convert(ann, x, per_channel=per_channel, T=8)
+    ours = copy.deepcopy(snn)
+    swapped = event_driven(ours, backend=backend)
+    assert len(swapped) == 3  # conv 2, fc 1, fc 2: every layer but the first reads spikes
+    assert all(isinstance(ours.graph_module.get_submodule(t), (SpikeLinear, SpikeConv2d)) for t in swapped)
+    assert all(m.binary_output for m in ours.graph_module.modules() if isinstance(m, IFNeuron))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), snn(x), rtol=1e-4, atol=1e-4)
+    assert event_driven(ours) == []  # folded once only
+
+
+def test_converted_snn_leaves_shared_spikes_scaled():
+    import snnkern
+    from snnkern.convert import IFNeuron
+    torch.manual_seed(0)
+    ann = Residual().eval()
+    x = torch.rand(8, 1, 8, 8)
+    snn = snnkern.convert(ann, x, T=4)
+    ours = copy.deepcopy(snn)
+    swapped = event_driven(ours, backend="torch")
+    neurons = [m for m in ours.graph_module.modules() if isinstance(m, IFNeuron)]
+    assert swapped == [] and not any(m.binary_output for m in neurons)  # both IF outputs reach the add
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), snn(x))

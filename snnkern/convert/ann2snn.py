@@ -64,13 +64,16 @@ class _TemporalLayer(nn.Module):
 
 
 class IFNeuron(_TemporalLayer):
-    """The converted ReLU: multi-step IF (soft reset, ``>=``) emitting ``threshold``-valued spikes."""
+    """The converted ReLU: multi-step IF (soft reset, ``>=``) emitting ``threshold``-valued spikes
+    (``binary_output=True``: 0/1 spikes, once ``event_driven`` has folded the threshold into the
+    layers that read them)."""
 
     def __init__(self, threshold: torch.Tensor, init_membrane: float, backend: str = "auto"):
         super().__init__()
         self.register_buffer("threshold", threshold)
         self.init_membrane = init_membrane
         self.backend = backend
+        self.binary_output = False
         self._spike_sum, self._spike_slots = None, 0  # of the last call, kept on device: no sync per forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +83,7 @@ class IFNeuron(_TemporalLayer):
         spikes, _ = if_(x_seq, v0, threshold=thr, reset="subtract", convention="spikingjelly", backend=self.backend)
         if not torch.compiler.is_compiling():
             self._spike_sum, self._spike_slots = spikes.detach().sum(), spikes.numel()
-        return (spikes * thr).reshape(x.shape)
+        return (spikes if self.binary_output else spikes * thr).reshape(x.shape)
 
     @property
     def last_rate(self) -> float | None:
@@ -92,7 +95,8 @@ class IFNeuron(_TemporalLayer):
     def extra_repr(self) -> str:
         t = self.threshold
         shown = f"{t.item():.4g}" if t.numel() == 1 else f"<per channel, {t.numel()}>"
-        return f"threshold={shown}, init_membrane={self.init_membrane}, backend={self.backend!r}"
+        binary = ", binary_output=True" if self.binary_output else ""
+        return f"threshold={shown}, init_membrane={self.init_membrane}, backend={self.backend!r}{binary}"
 
 
 class SpikingMaxPool2d(_TemporalLayer):

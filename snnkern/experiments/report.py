@@ -21,7 +21,8 @@ def _cell(value, spec) -> str:
 
 
 def _models(result: dict) -> dict:
-    return {k: result[k] for k in ("ann", "snn", "snn_event", "converted") if isinstance(result.get(k), dict)}
+    return {k: result[k] for k in ("ann", "snn", "snn_event", "converted", "converted_event")
+            if isinstance(result.get(k), dict)}
 
 
 def render_markdown(result: dict, plots: dict) -> str:
@@ -40,9 +41,10 @@ def render_markdown(result: dict, plots: dict) -> str:
             secs = result[key]["training"]["epoch_seconds"]
             lines.append(f"\n{names[key]} training: {len(secs)} epochs, {sum(secs) / len(secs):.3g} s/epoch mean; "
                          f"final validation accuracy {result[key]['training']['val_accuracy'][-1]:.4f}")
-    if isinstance(result.get("snn_event"), dict):
-        lines.append(f"\n{names['snn_event']}: the trained SNN with these spike-fed layers made event-driven "
-                     f"(snnkern.nn.event_driven): {', '.join(result['snn_event']['event_driven_layers']) or 'none'}")
+    for key, what in (("snn_event", "the trained SNN"), ("converted_event", "the converted SNN, thresholds folded")):
+        if isinstance(result.get(key), dict):
+            lines.append(f"\n{names[key]}: {what}, with these spike-fed layers made event-driven "
+                         f"(snnkern.nn.event_driven): {', '.join(result[key]['event_driven_layers']) or 'none'}")
     for key in ("snn", "converted"):
         if not isinstance(result.get(key), dict):
             lines.append(f"\n{key}: {result.get(key)}")

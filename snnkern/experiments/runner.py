@@ -198,8 +198,13 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         conv_ops = conv["macs_per_sample"] * 4.6 + conv["acs_per_sample"] * 0.9
         conv["efficiency_factor"] = ann_ops / conv_ops if conv_ops else unavailable("no operations")
         result["converted"] = conv
+        # thresholds folded into the spike-fed layers, which go event-driven: the same function
+        event = copy.deepcopy(converted)
+        swapped = event_driven(event)
+        result["converted_event"] = {"T": T_max, "event_driven_layers": swapped}
+        result["converted_event"].update(measure(event, f"converted event-driven (T={T_max})", data, device, p, sample))
     else:
-        result["converted"] = unavailable("conversion off for this preset")
+        result["converted"] = result["converted_event"] = unavailable("conversion off for this preset")
 
     if with_robustness:
         result["robustness"] = {"ann": robustness(ann, data, device, p.batch_size, name="ANN", progress=progress)}

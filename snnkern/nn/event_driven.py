@@ -11,6 +11,9 @@ results are unchanged (within fp32 accumulation). What lies between the neuron a
   check their input every call (a device sync) and run dense when it is not binary;
 - anything else (BatchNorm, average pooling, activations, another layer, nested containers) ends the
   spike path: the layer stays as it is.
+
+A converted SNN (``snnkern.convert``) is handled in its graph: each IF layer's threshold is folded
+into the layers that read its spikes, which then see binary spikes (``snnkern/convert/event_driven.py``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "a
     (``algorithm`` and ``backend`` as theirs). Returns the qualified names of the swapped layers."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    from ..convert.ann2snn import ConvertedSNN  # late: convert builds on nn
+    from ..convert.event_driven import event_driven_converted
+    if isinstance(model, ConvertedSNN):
+        return event_driven_converted(model, algorithm=algorithm, backend=backend)
     swapped = []
     for prefix, container in list(model.named_modules()):
         if not isinstance(container, nn.Sequential):
