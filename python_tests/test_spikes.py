@@ -52,6 +52,16 @@ def test_pack_layout_kernel_matches():
     assert pack_spikes(s, backend="triton").cpu().tolist() == [[-2**31, 0, 0], [-2**31, 0, 1], [-2**31, 0, 0]]
 
 
+@pytest.mark.parametrize("K", [1, 31, 32, 33, 100])
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])  # 1.0: every word -1, the sign bit set
+def test_firing_rate_counts_the_bits(K, rate):
+    from snnkern.functional_spikes import count_spikes, firing_rate
+    s = spikes((4, 3, K), rate, seed=K)
+    p = pack_spikes(s, backend="torch")
+    assert count_spikes(p).item() == int(s.sum())
+    assert firing_rate(p, K) == s.sum().item() / s.numel()
+
+
 def test_pack_errors():
     with pytest.raises(ValueError, match="other than 0 and 1"):
         pack_spikes(torch.tensor([0.0, 0.5]))
