@@ -17,6 +17,8 @@ def test_lif_core_is_memory_safe_under_asan(tmp_path):
                             "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", f"-I{CSRC}",
                             os.path.join(HERE, "csrc_memcheck.cpp"), "-o", str(exe)],
                            capture_output=True, text=True, timeout=300)
+    if build.returncode and not os.environ.get("CI") and "asan" in build.stderr.lower():
+        pytest.skip("this compiler has no AddressSanitizer runtime")  # CI must have it: there it fails
     assert build.returncode == 0, build.stderr[-4000:]
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
