@@ -57,8 +57,11 @@ def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=
 def variants():
     for delayed, reset, dtype in itertools.product([True, False], [0, 1, 2], ["fp32", "bf16"]):
         fwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, HAS_V0=True,
-                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, STORE_V=True, BLOCK=L.FWD_BLOCK)
+                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, STORE_V=True, PACK=False, BLOCK=L.FWD_BLOCK)
         yield "fwd", L._lif_fwd_kernel, fwd, L.FWD_WARPS, dtype
+        if reset == 1:  # packed spikes out (inference: no checkpoints, no membrane sequence)
+            packed = dict(fwd, SAVE_CKPT=False, STORE_V=False, PACK=True)
+            yield "fwd_packed", L._lif_fwd_kernel, packed, L.FWD_WARPS, dtype
         for grads in (True, False):
             bwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, DETACH=delayed,
                        SURROGATE=0 if delayed else 1, HAS_V0=True, BETA_MODE=2, THR_MODE=2,
@@ -94,7 +97,8 @@ def main():
     results = []
     for arch in (80, 90):
         for kind, kernel, consts, warps, dtype in variants():
-            usage = compile_variant(kernel, consts, warps, arch, dtype)
+            pointers = {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
+            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
         for kind, kernel, consts, warps, dtype, pointers, stages, config in spike_variants():

@@ -18,7 +18,7 @@ def test_kernels_compile_for_real_targets():
                          text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout)
-    kinds = ("fwd", "bwd", "spike_tiles", "spike_grad_w_tiles", "transpose_bits", "spike_gather", "pack", "unpack")
+    kinds = ("fwd", "fwd_packed", "bwd", "spike_tiles", "spike_grad_w_tiles", "transpose_bits", "spike_gather", "pack", "unpack")
     assert {(r["kernel"], r["arch"]) for r in results} == {(k, a) for k in kinds for a in (80, 90)}
     for r in results:
         if "STACK" not in r:

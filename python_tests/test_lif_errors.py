@@ -92,9 +92,11 @@ class TestBadInput:
         with pytest.raises(ValueError, match="v_reset"):
             lif(x, reset="zero", v_reset=0.5, backend=backend)
         with pytest.raises(TypeError, match="spike_dtype"):
-            lif(x, spike_dtype=torch.int32, backend=backend)
+            lif(x, spike_dtype=torch.int64, backend=backend)
         with pytest.raises(ValueError, match="spike_dtype"):
             lif(x.clone().requires_grad_(), spike_dtype=torch.bool, backend=backend)
+        with pytest.raises(ValueError, match="spike_dtype"):  # packed spikes carry no gradient either
+            lif(x.clone().requires_grad_(), spike_dtype=torch.int32, backend=backend)
 
     def test_check_finite(self, backend, x):
         x = x.clone()

@@ -169,6 +169,24 @@ def test_inference_spike_dtypes(kernel_device, kernel_backend, spike_dtype):
     assert torch.equal(s.to(rs.dtype), rs) and torch.equal(v, rv)
 
 
+@pytest.mark.parametrize("shape", [(4, 64), (2, 3, 32), (1, 1024), (3, 40), (5, 7)])  # K % 32: in-kernel, else after
+@pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
+def test_packed_spikes_out(kernel_device, kernel_backend, shape, convention):
+    """spike_dtype=torch.int32: the spikes bit-packed along the last dim, exactly pack_spikes(spikes)."""
+    x, v0, _, _ = make_inputs(MAX_CHUNK + 3, shape, seed=11)
+    x = (x * 2).to(kernel_device)  # spikes in most words, sign bits included
+    v0 = v0.to(kernel_device)
+    with torch.no_grad():
+        p, v = lif(x, v0, beta=0.8, convention=convention, spike_dtype=torch.int32, backend=kernel_backend)
+        rs, rv = lif(x, v0, beta=0.8, convention=convention, backend="torch")
+    assert p.dtype == torch.int32 and p.shape == (x.shape[0], *shape[:-1], (shape[-1] + 31) // 32)
+    assert torch.equal(p, snnkern.pack_spikes(rs)) and torch.equal(v, rv)
+    assert shape[-1] < 32 or (p < 0).any()  # some word has its bit 31 set
+    with torch.no_grad():  # straight into the event-driven layer
+        w = torch.randn(8, shape[-1], device=kernel_device)
+        torch.testing.assert_close(snnkern.spike_linear(p, w, backend="torch"), rs @ w.t(), rtol=1e-5, atol=1e-5)
+
+
 def test_no_grad_path_saves_nothing(kernel_device, kernel_backend):
     """Without autograd the op writes only spikes and the final state: no checkpoints."""
     T = 3 * MAX_CHUNK

@@ -6,12 +6,14 @@ import torch
 from . import _checks
 from ._dispatch import select_backend
 from .ops.lif import RESET_CODES, LifSpec, lif_reference
+from .ops.spike_pack import pack_reference
 from .ops.surrogate import resolve_surrogate
 from .functional_spikes import pack_spikes, spike_linear, unpack_spikes  # noqa: F401  (re-exported)
 
 CONVENTIONS = ("snntorch", "spikingjelly")
 RESETS = ("subtract", "zero", "hard", "none")
-SPIKE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
+# int32: bit-packed along the last dim, 32 spikes a word (the pack_spikes layout)
+SPIKE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8, torch.int32)
 
 
 def lif(
@@ -73,7 +75,10 @@ def lif(
     ``snntorch_triangular``; see ``snnkern.ops.surrogate.SURROGATES``) with parameter ``alpha``
     (None: its default).
 
-    ``spike_dtype=torch.bool`` or ``torch.uint8`` stores spikes in 1 byte for inference (no gradient).
+    ``spike_dtype=torch.bool`` or ``torch.uint8`` stores spikes in 1 byte for inference (no gradient);
+    ``torch.int32`` bit-packs them along the last dim as ``pack_spikes`` does (``[T, ..., ceil(K/32)]``,
+    1 bit a spike, written by the kernel itself when K is a multiple of 32), ready for
+    ``spike_linear`` / ``SpikeLinear`` (inference, no gradient).
 
     ``return_membrane=True`` also returns the membrane after every step, ``[T, *]`` fp32, as the third
     output (snnTorch's per-step ``mem``: ``U[t]``; SpikingJelly's ``v_seq``: ``V[t]``), differentiable.
@@ -183,6 +188,9 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
 
     backend = select_backend("lif", backend, x_seq)
     if backend == "torch":
+        if spike_dtype == torch.int32:
+            out = lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, torch.uint8, return_membrane)
+            return (pack_reference(out[0]), *out[1:])
         return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype, return_membrane)
     spikes, v_last, v_seq, _ = torch.ops.snnkern.lif_fwd(
         x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad, return_membrane, backend

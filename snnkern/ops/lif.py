@@ -132,7 +132,7 @@ def _lif_fwd_kernel(
     v0_ptr,  # [N] fp32 initial state (read only if HAS_V0)
     beta_ptr, beta_val,  # decay: fp32 [N] or [1] at beta_ptr, or the float beta_val (see _load_param)
     thr_ptr, thr_val,  # threshold, likewise
-    s_ptr,  # [T, N] spikes out, spike dtype
+    s_ptr,  # [T, N] spikes out, spike dtype; PACK: [T, N/32] int32 words (bit j of word w: neuron 32w+j)
     v_last_ptr,  # [N] fp32 final state out
     vs_ptr,  # [T, N] fp32 state after every step (written if STORE_V)
     ckpt_ptr,  # [ceil(T/CHUNK)-1, N] fp32 state at the start of chunks 1.. (written if SAVE_CKPT)
@@ -140,7 +140,7 @@ def _lif_fwd_kernel(
     v_init, v_reset,  # initial state when no v0; hard-reset target / resting potential
     CHUNK: tl.constexpr, DELAYED: tl.constexpr, RESET: tl.constexpr, DECAY_INPUT: tl.constexpr,
     HAS_V0: tl.constexpr, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr,
-    SAVE_CKPT: tl.constexpr, STORE_V: tl.constexpr, BLOCK: tl.constexpr,
+    SAVE_CKPT: tl.constexpr, STORE_V: tl.constexpr, PACK: tl.constexpr, BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -151,7 +151,12 @@ def _lif_fwd_kernel(
     else:
         state = tl.full([BLOCK], v_init, tl.float32)
     x_ptrs = x_ptr + offs  # pointers advance by N per step: 64-bit arithmetic, no t*N overflow
-    s_ptrs = s_ptr + offs
+    if PACK:  # 32 neurons a word; N (a multiple of 32) neurons make N/32 words a step
+        words_per_step = N // 32
+        w_offs = tl.program_id(0).to(tl.int64) * (BLOCK // 32) + tl.arange(0, BLOCK // 32)
+        s_ptrs = s_ptr + w_offs
+    else:
+        s_ptrs = s_ptr + offs
     vs_ptrs = vs_ptr + offs
     ckpt_ptrs = ckpt_ptr + offs
     for t in range(T):
@@ -161,12 +166,18 @@ def _lif_fwd_kernel(
                 ckpt_ptrs += N
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
         h, s, state = _step(state, x, beta, one_minus_beta, leak, thr, v_reset, DELAYED, RESET, DECAY_INPUT)
-        tl.store(s_ptrs, s.to(s_ptr.dtype.element_ty), mask=mask)
+        if PACK:  # distinct powers of two: their sum is the word (bit 31 lands on the sign bit)
+            bits = tl.reshape(tl.where(mask, s, 0.0).to(tl.int32), [BLOCK // 32, 32])
+            words = tl.sum(bits << tl.arange(0, 32)[None, :], axis=1)
+            tl.store(s_ptrs, words, mask=w_offs < words_per_step)
+            s_ptrs += words_per_step
+        else:
+            tl.store(s_ptrs, s.to(s_ptr.dtype.element_ty), mask=mask)
+            s_ptrs += N
         if STORE_V:
             tl.store(vs_ptrs, state, mask=mask)
             vs_ptrs += N
         x_ptrs += N
-        s_ptrs += N
     tl.store(v_last_ptr + offs, state, mask=mask)
 
 
@@ -322,10 +333,22 @@ def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: to
     return t, 0.0, 1 if t.numel() == 1 else 2
 
 
+def packed_shape(shape) -> tuple:
+    """Shape of spikes of ``shape`` bit-packed along the last dim (spike_dtype=torch.int32)."""
+    return (*shape[:-1], (shape[-1] + 31) // 32)
+
+
 def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt,
                 return_membrane=False, backend="triton"):
     """Launch the fused forward (Triton, or the C++/CUDA extension for backend "cuda"). Returns (spikes [T,*],
     v_last [*] fp32, v_seq [T,*] fp32 (empty unless return_membrane), checkpoints [rows,*] fp32)."""
+    packed = spike_dtype == torch.int32  # bit-packed along the last dim (ops/spike_pack.py layout)
+    if packed and (backend == "cuda" or x.shape[-1] % 32):
+        # the C++ kernels write bytes, and words straddling rows cannot be written per neuron: pack after
+        spikes, v_last, v_seq, ckpt = lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec,
+                                                  torch.uint8, save_ckpt, return_membrane, backend)
+        pack = torch.ops.snnkern.pack_spikes_native if backend == "cuda" else torch.ops.snnkern.pack_spikes
+        return pack(spikes), v_last, v_seq, ckpt
     if backend == "cuda":
         shape, N = x.shape[1:], x.shape[1:].numel()
         return torch.ops.snnkern.lif_fwd_native(
@@ -333,7 +356,7 @@ def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSp
             float(threshold_value), *spec, spike_dtype, save_ckpt, return_membrane)
     T, shape = x.shape[0], x.shape[1:]
     N = shape.numel()
-    spikes = torch.empty(x.shape, dtype=spike_dtype, device=x.device)
+    spikes = torch.empty(packed_shape(x.shape) if packed else x.shape, dtype=spike_dtype, device=x.device)
     v_last = torch.empty(shape, dtype=torch.float32, device=x.device)
     v_seq = torch.empty(x.shape if return_membrane else (0,), dtype=torch.float32, device=x.device)
     ckpt = torch.empty((checkpoint_rows(T) if save_ckpt else 0, *shape), dtype=torch.float32, device=x.device)
@@ -350,7 +373,7 @@ def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSp
         T, N, float(spec.v_init), float(spec.v_reset),
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
         HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=save_ckpt and ckpt.shape[0] > 0,
-        STORE_V=return_membrane, BLOCK=FWD_BLOCK,
+        STORE_V=return_membrane, PACK=packed, BLOCK=FWD_BLOCK,
         num_warps=FWD_WARPS, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
     )
     return spikes, v_last, v_seq, ckpt
@@ -421,7 +444,8 @@ def lif_fwd(
 def _lif_fwd_fake(x, v0, beta, threshold, beta_value, threshold_value, delayed, reset, v_reset, v_init,
                   decay_input, detach_reset, surrogate, alpha, spike_dtype, save_for_backward, return_membrane, backend):
     rows = checkpoint_rows(x.shape[0]) if save_for_backward else 0
-    return (x.new_empty(x.shape, dtype=spike_dtype), x.new_empty(x.shape[1:], dtype=torch.float32),
+    spike_shape = packed_shape(x.shape) if spike_dtype == torch.int32 else x.shape
+    return (x.new_empty(spike_shape, dtype=spike_dtype), x.new_empty(x.shape[1:], dtype=torch.float32),
             x.new_empty(x.shape if return_membrane else (0,), dtype=torch.float32),
             x.new_empty((rows, *x.shape[1:]), dtype=torch.float32))
 
