@@ -229,3 +229,17 @@ def test_meter_on_a_real_gpu():
             torch.cuda.synchronize()
     r = m.reading
     assert r.available and r.joules > 0 and 20 < r.mean_watts < 1500, str(r)
+
+
+def test_counts_unchanged_by_event_driven_packed_spikes():
+    """event_driven(packed=True): a LIF hands packed words to a SpikeLinear; the counts stay the same."""
+    import copy
+
+    from snnkern.nn import LIF, SpikingSequential, event_driven
+    torch.manual_seed(0)
+    net = SpikingSequential(nn.Linear(20, 64), LIF(backend="torch"), nn.Linear(64, 10), LIF(backend="torch"))
+    event = copy.deepcopy(net)
+    assert event_driven(event, backend="torch") == ["2"] and event[1].packed_output
+    x = torch.rand(6, 3, 20) * 3
+    plain, packed = count_ops(net, x, batch_dim=1), count_ops(event, x, batch_dim=1)
+    assert packed.totals == plain.totals and plain.totals["acs"] > 0 and plain.totals["spikes"] > 0

@@ -32,6 +32,15 @@ def test_swaps_exactly_the_spike_fed_layers():
     assert event_driven(model) == []  # already swapped: nothing left to do
 
 
+def test_packed_only_into_a_spike_linear_right_after():
+    model = SpikingSequential(nn.Linear(8, 64), LIF(), nn.Linear(64, 64), LIF(), nn.Dropout(0.1), nn.Linear(64, 4))
+    assert event_driven(model) == ["2", "5"]
+    assert model[1].packed_output and not model[3].packed_output  # model[3] feeds a Dropout
+    unpacked = SpikingSequential(nn.Linear(8, 64), LIF(), nn.Linear(64, 64))
+    event_driven(unpacked, packed=False)
+    assert not unpacked[1].packed_output
+
+
 def test_nested_containers_and_names():
     net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(LIF(step_mode="s"), nn.Linear(4, 2)))
     assert event_driven(net) == ["1.1"]
@@ -50,9 +59,21 @@ def test_preset_snn_gives_the_same_results(backend, preset):
     swapped = event_driven(ours, backend=backend)
     assert swapped and ours.state_dict().keys() == ref.state_dict().keys()
     x = torch.rand(4, 2, 1, 28, 28, device=d) * 4  # [T, B, ...] direct input, strong enough to spike
-    rates = []
+    rates, packed_in = [], []
+
+    def seen(m, inp, out):
+        if inp[0].dtype == torch.int32:
+            packed_in.append(m)
+        else:
+            rates.append(inp[0].float().mean().item())
     for name in swapped:
-        ours.get_submodule(name).register_forward_hook(lambda m, inp, out: rates.append(inp[0].float().mean().item()))
+        ours.get_submodule(name).register_forward_hook(seen)
+    with torch.no_grad():  # inference: the neurons before a SpikeLinear hand over packed words
+        ref.eval(), ours.eval()
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    packing = [m for m in ours.modules() if getattr(m, "packed_output", False)]
+    assert bool(packed_in) == bool(packing) and all(isinstance(m, SpikeLinear) for m in packed_in)
+    assert packing or preset != "luo2024-mlp"  # LIF -> Linear: packed (the CNN has Dropout/pooling between)
     for train in (False, True):
         ref.train(train), ours.train(train)
         torch.manual_seed(1)

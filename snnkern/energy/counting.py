@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..functional_spikes import is_binary, unpack_spikes
+from ..functional_spikes import count_spikes, is_binary, unpack_spikes
 
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -143,8 +143,12 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
             emitted.add(spikes.data_ptr())
             row = rows[name]
             row.calls += 1
-            row.neuron_updates += spikes.numel()
-            row.spikes += int((spikes != 0).sum())
+            if spikes.dtype == torch.int32:  # packed (packed_output): the input counts the neurons, bits the spikes
+                row.neuron_updates += args[0].numel()
+                row.spikes += int(count_spikes(spikes))
+            else:
+                row.neuron_updates += spikes.numel()
+                row.spikes += int((spikes != 0).sum())
         return hook
 
     for name, m in model.named_modules():

@@ -27,9 +27,13 @@ KEEP_BINARY = (nn.Flatten, nn.Unflatten, nn.Identity, nn.MaxPool1d, nn.MaxPool2d
 BINARY_IN_EVAL = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 
 
-def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "auto") -> list[str]:
+def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "auto", packed: bool = True) -> list[str]:
     """Swap, in ``model``, the Linear/Conv2d layers fed by spiking neurons for SpikeLinear/SpikeConv2d
-    (``algorithm`` and ``backend`` as theirs). Returns the qualified names of the swapped layers."""
+    (``algorithm`` and ``backend`` as theirs). Returns the qualified names of the swapped layers.
+
+    ``packed=True``: a neuron whose very next layer became a SpikeLinear emits its spikes bit-packed
+    (``packed_output``) while autograd is off — the kernel writes 1 bit a spike instead of 4 bytes,
+    and the SpikeLinear reads the words as they are. Under autograd it emits float spikes as before."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     from ..convert.ann2snn import ConvertedSNN  # late: convert builds on nn
@@ -41,6 +45,7 @@ def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "a
         if not isinstance(container, nn.Sequential):
             continue
         state = None  # None: not spikes; "binary": spikes; "checked": spikes in eval mode only
+        previous = None
         for name, layer in list(container.named_children()):
             if isinstance(layer, SpikingNeuron):
                 state = "binary"
@@ -55,9 +60,12 @@ def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "a
                 new.train(layer.training)
                 setattr(container, name, new)
                 swapped.append(f"{prefix}.{name}" if prefix else name)
+                if packed and isinstance(previous, SpikingNeuron) and isinstance(new, SpikeLinear):
+                    previous.packed_output = True  # its only reader takes packed words
                 state = None
             else:
                 state = None
+            previous = layer
     return swapped
 
 

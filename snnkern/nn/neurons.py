@@ -36,6 +36,9 @@ class SpikingNeuron(nn.Module):
         self.store_v_seq = _checks.check_flag(store_v_seq, "store_v_seq")
         self.v: torch.Tensor | None = None
         self.v_seq: torch.Tensor | None = None  # membrane after every step of the last call, if store_v_seq
+        # True: while autograd is off (no_grad / inference_mode) emit spikes bit-packed along the last dim
+        # (int32 words, the pack_spikes layout) for a SpikeLinear that reads them; set by event_driven
+        self.packed_output = False
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -81,9 +84,10 @@ class SpikingNeuron(nn.Module):
         return v
 
     def _common_kwargs(self, return_membrane) -> dict:
+        packed = getattr(self, "packed_output", False) and not torch.is_grad_enabled()
         return dict(threshold=self.threshold, return_membrane=return_membrane, reset=self.reset_mode, v_reset=self.v_reset,
                     convention=self.convention, detach_reset=self.detach_reset, surrogate=self.surrogate,
-                    alpha=self.alpha, backend=self.backend)
+                    alpha=self.alpha, backend=self.backend, spike_dtype=torch.int32 if packed else None)
 
     def _run(self, x_seq, v0, return_membrane):
         raise NotImplementedError
