@@ -27,6 +27,8 @@ PEERS = ["snnkern", "snnkern_cuda", "eager", "compile", "snntorch", "spikingjell
 def bytes_moved(T, N, dtype, mode):
     """What the fused kernels must read and write (checkpoints and per-neuron state included)."""
     e = torch.finfo(dtype).bits // 8
+    if mode == "fwd_packed":
+        return T * N * e + T * N // 8 + N * 4  # read x, write 1 bit a spike, write v_last
     fwd = T * N * 2 * e + N * 4  # read x, write spikes, write v_last
     if mode == "fwd":
         return fwd
@@ -70,6 +72,8 @@ def make_impl(name):
         return _snnkern("snntorch")
     if name == "snnkern_sj":
         return _snnkern("spikingjelly")
+    if name == "snnkern_packed":  # inference spikes bit-packed by the kernel (spike_dtype=torch.int32)
+        return lambda x: lif(x, beta=BETA, threshold=THR, spike_dtype=torch.int32)
     if name == "snnkern_cuda":
         if not (ON_GPU and snnkern.cuda_extension_available()):
             pytest.skip("the C++/CUDA backend is timed on a GPU with snnkern._C built")
@@ -107,8 +111,10 @@ def make_impl(name):
 @pytest.mark.parametrize("N", NS)
 @pytest.mark.parametrize("T", TS)
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
-@pytest.mark.parametrize("impl", PEERS + ["snnkern_sj"])
+@pytest.mark.parametrize("impl", PEERS + ["snnkern_sj", "snnkern_packed"])
 def test_lif(benchmark, meta, copy_bandwidth, impl, mode, T, N, dtype):
+    if impl == "snnkern_packed" and mode != "fwd":
+        pytest.skip("packed spikes are for inference (no gradient)")
     if impl == "compile" and T != 16 and not FULL:
         pytest.skip("torch.compile peer at T=16 only (SNNKERN_BENCH_FULL=1 for all T)")
     fn = make_impl(impl)
@@ -128,5 +134,6 @@ def test_lif(benchmark, meta, copy_bandwidth, impl, mode, T, N, dtype):
             xg.grad = None
     benchmark.group = f"lif {mode} T={T} N={N} {dtype}"
     record(benchmark, step, meta, impl=impl, mode=mode, T=T, N=N, dtype=dtype,
-           bytes=bytes_moved(T, N, dt, mode) if impl.startswith("snnkern") else None,
+           bytes=bytes_moved(T, N, dt, "fwd_packed" if impl == "snnkern_packed" else mode)
+           if impl.startswith("snnkern") else None,
            copy_gb_per_s=copy_bandwidth)
