@@ -143,3 +143,27 @@ def test_converted_snn_leaves_shared_spikes_scaled():
     assert swapped == [] and not any(m.binary_output for m in neurons)  # both IF outputs reach the add
     with torch.no_grad():
         torch.testing.assert_close(ours(x), snn(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_converted_mlp_hands_packed_spikes_to_its_linears(backend):
+    import snnkern
+    from snnkern.convert import IFNeuron
+    from snnkern.energy import count_ops
+    d = dev(backend)
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5)).to(d).eval()
+    x = torch.rand(16, 20, device=d)
+    snn = snnkern.convert(ann, x, T=8)
+    ours = copy.deepcopy(snn)
+    assert event_driven(ours, backend=backend) == ["2", "4"]
+    neurons = [m for m in ours.graph_module.modules() if isinstance(m, IFNeuron)]
+    assert all(m.binary_output and m.packed_output for m in neurons)
+    words = []
+    ours.graph_module.get_submodule("2").register_forward_hook(lambda m, inp, out: words.append(inp[0].dtype))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), snn(x), rtol=1e-4, atol=1e-4)
+    assert words == [torch.int32]  # packed words, straight from the IF kernel
+    assert [m.last_rate for m in neurons] == pytest.approx([m.last_rate for m in snn.neurons])
+    plain, packed = count_ops(snn, x, forward_kwargs={"T": 8}), count_ops(ours, x, forward_kwargs={"T": 8})
+    assert packed.totals["spikes"] == plain.totals["spikes"] and packed.totals["acs"] == plain.totals["acs"]

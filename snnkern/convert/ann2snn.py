@@ -33,6 +33,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from ..functional import if_
+from ..functional_spikes import count_spikes
 
 STATELESS_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                      nn.Flatten, nn.Identity, nn.Unflatten)
@@ -74,15 +75,23 @@ class IFNeuron(_TemporalLayer):
         self.init_membrane = init_membrane
         self.backend = backend
         self.binary_output = False
+        # with binary_output, while autograd is off: spikes bit-packed along the last dim for the
+        # SpikeLinear that alone reads them (set by event_driven)
+        self.packed_output = False
         self._spike_sum, self._spike_slots = None, 0  # of the last call, kept on device: no sync per forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
         thr = self.threshold
         v0 = (thr * self.init_membrane).expand(x_seq.shape[1:]).contiguous() if self.init_membrane else None
-        spikes, _ = if_(x_seq, v0, threshold=thr, reset="subtract", convention="spikingjelly", backend=self.backend)
+        packed = self.binary_output and self.packed_output and not torch.is_grad_enabled()
+        spikes, _ = if_(x_seq, v0, threshold=thr, reset="subtract", convention="spikingjelly", backend=self.backend,
+                        spike_dtype=torch.int32 if packed else None)
         if not torch.compiler.is_compiling():
-            self._spike_sum, self._spike_slots = spikes.detach().sum(), spikes.numel()
+            count = count_spikes(spikes) if packed else spikes.detach().sum()
+            self._spike_sum, self._spike_slots = count, x_seq.numel()
+        if packed:
+            return spikes.reshape(*x.shape[:-1], spikes.shape[-1])
         return (spikes if self.binary_output else spikes * thr).reshape(x.shape)
 
     @property

@@ -68,7 +68,10 @@ def _input_scale(thr: torch.Tensor, layer: nn.Module, flattened: bool) -> torch.
     return None
 
 
-def event_driven_converted(snn: ConvertedSNN, *, algorithm: str = "auto", backend: str = "auto") -> list[str]:
+def event_driven_converted(snn: ConvertedSNN, *, algorithm: str = "auto", backend: str = "auto",
+                           packed: bool = True) -> list[str]:
+    """``packed``: an IF layer whose one reader is a Linear called on its output directly hands it
+    bit-packed spikes while autograd is off (``IFNeuron.packed_output``)."""
     gm = snn.graph_module
     calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
     plans = []
@@ -87,9 +90,10 @@ def event_driven_converted(snn: ConvertedSNN, *, algorithm: str = "auto", backen
                 break
             scaled.append((reader.target, layer, scale))
         else:
-            plans.append((neuron, scaled))
+            direct = len(readers) == 1 and readers[0][0].args[0] is node and isinstance(scaled[0][1], nn.Linear)
+            plans.append((neuron, scaled, direct))
     swapped = []
-    for neuron, scaled in plans:
+    for neuron, scaled, direct in plans:
         for target, layer, scale in scaled:
             kwargs = dict(algorithm=algorithm, backend=backend, assume_binary=True)
             new = (SpikeLinear.from_linear(layer, **kwargs) if isinstance(layer, nn.Linear)
@@ -100,6 +104,7 @@ def event_driven_converted(snn: ConvertedSNN, *, algorithm: str = "auto", backen
             _replace_module(gm, target, new)
             swapped.append(target)
         neuron.binary_output = True
+        neuron.packed_output = packed and direct
     return swapped
 
 

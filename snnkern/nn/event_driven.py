@@ -39,7 +39,7 @@ def event_driven(model: nn.Module, *, algorithm: str = "auto", backend: str = "a
     from ..convert.ann2snn import ConvertedSNN  # late: convert builds on nn
     from ..convert.event_driven import event_driven_converted
     if isinstance(model, ConvertedSNN):
-        return event_driven_converted(model, algorithm=algorithm, backend=backend)
+        return event_driven_converted(model, algorithm=algorithm, backend=backend, packed=packed)
     swapped = []
     for prefix, container in list(model.named_modules()):
         if not isinstance(container, nn.Sequential):
