@@ -71,7 +71,9 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     assert set(result["converted"]["accuracy_vs_T"]) == {"4", "8"}
     # the event-driven copy of the trained SNN: its spike-fed layers swapped, the same predictions
     assert result["snn_event"]["event_driven_layers"] and result["snn_event"]["T"] == 8
-    assert result["snn_event"]["accuracy"] == result["snn"]["accuracy"]
+    # identical on CPU; on a GPU another summation order may flip a spike sitting on the threshold
+    event_gap = abs(result["snn_event"]["accuracy"] - result["snn"]["accuracy"])
+    assert event_gap == 0 or (torch.cuda.is_available() and event_gap <= 0.05)
     assert result["converted_event"]["event_driven_layers"]
     assert abs(result["converted_event"]["accuracy"] - result["converted"]["accuracy"]) <= 0.01
     assert len(result["robustness"]["snn"]["fgsm"]) == 21 and len(result["robustness"]["ann"]["gaussian_noise"]) == 11
