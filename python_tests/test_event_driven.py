@@ -26,6 +26,16 @@ def same_spikes(a, b) -> bool:
     return True
 
 
+def same_logits(a, b):
+    """Converted-SNN outputs (step-averaged logits): equal up to rounding on CPU; on a GPU a flipped
+    hidden spike moves a few logits by a weight / T."""
+    if a.is_cuda:
+        moved = ((a - b).abs() > 1e-3).float().mean().item()
+        assert moved <= 0.1, f"{moved:.1%} of the logits moved"
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_swaps_exactly_the_spike_fed_layers():
     model = SpikingSequential(
         nn.Conv2d(1, 4, 3, padding=1), LIF(), nn.MaxPool2d(2),  # 0: raw input, stays
@@ -139,7 +149,7 @@ def test_converted_snn_folds_thresholds_and_keeps_its_outputs(backend, per_chann
     assert all(isinstance(ours.graph_module.get_submodule(t), (SpikeLinear, SpikeConv2d)) for t in swapped)
     assert all(m.binary_output for m in ours.graph_module.modules() if isinstance(m, IFNeuron))
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), snn(x), rtol=1e-4, atol=1e-4)
+        same_logits(ours(x), snn(x))
     assert event_driven(ours) == []  # folded once only
 
 
@@ -155,7 +165,7 @@ def test_converted_snn_leaves_shared_spikes_scaled():
     neurons = [m for m in ours.graph_module.modules() if isinstance(m, IFNeuron)]
     assert swapped == [] and not any(m.binary_output for m in neurons)  # both IF outputs reach the add
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), snn(x))
+        same_logits(ours(x), snn(x))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -175,8 +185,10 @@ def test_converted_mlp_hands_packed_spikes_to_its_linears(backend):
     words = []
     ours.graph_module.get_submodule("2").register_forward_hook(lambda m, inp, out: words.append(inp[0].dtype))
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), snn(x), rtol=1e-4, atol=1e-4)
+        same_logits(ours(x), snn(x))
     assert words == [torch.int32]  # packed words, straight from the IF kernel
-    assert [m.last_rate for m in neurons] == pytest.approx([m.last_rate for m in snn.neurons])
+    exact = 0 if d == "cpu" else 1e-3  # a GPU may flip a spike on the threshold (see same_spikes)
+    assert [m.last_rate for m in neurons] == pytest.approx([m.last_rate for m in snn.neurons], abs=exact)
     plain, packed = count_ops(snn, x, forward_kwargs={"T": 8}), count_ops(ours, x, forward_kwargs={"T": 8})
-    assert packed.totals["spikes"] == plain.totals["spikes"] and packed.totals["acs"] == plain.totals["acs"]
+    for key in ("spikes", "acs"):
+        assert packed.totals[key] == pytest.approx(plain.totals[key], rel=exact)
