@@ -158,7 +158,10 @@ def test_grad_weight_from_bits(algorithm, rate, dtype):
     assert gw.dtype == dtype and gw.shape == (N, K) and gw.is_contiguous()
     ref = dy.double().t() @ s.double()
     scale = max(1.0, ref.abs().max().item())
-    atol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}[dtype] * scale
+    # fp32: 1e-6 under the interpreter (exact fp32 dots) proves the 3-part split; a GPU's tensor-core
+    # accumulation order gets 1e-5
+    fp32 = 1e-6 if d == "cpu" else 1e-5
+    atol = {torch.float32: fp32, torch.bfloat16: 8e-3, torch.float16: 1e-3}[dtype] * scale
     torch.testing.assert_close(gw.double(), ref, rtol=0, atol=atol)
 
 
