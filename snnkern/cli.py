@@ -101,9 +101,13 @@ def cmd_compare(args) -> int:
     result = run_study(preset, data, device, with_robustness=args.robustness, progress=not args.quiet)
     paths = write_report(result, args.out)
     print(f"report: {paths['markdown']} (and {paths['json']}, plots in {args.out})")
-    for key in ("ann", "snn", "converted"):
+    for key in ("ann", "snn", "snn_event", "converted", "converted_event"):
         if isinstance(result.get(key), dict):
-            print(f"  {result[key]['name']:<28} accuracy {result[key]['accuracy']:.4f}")
+            r = result[key]
+            joules = r["measured_j_per_sample"]
+            joules = f"{joules:.3g} J/sample measured" if isinstance(joules, float) else "J/sample unavailable"
+            print(f"  {r['name']:<34} accuracy {r['accuracy']:.4f}  {r['inference_ms_per_sample']:.4g} ms/sample  "
+                  f"{joules}")
     return 0
 
 
