@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional
 
 import torch
 from ._triton import tl, triton
+from .spike_pack import packed_words
 
 from .surrogate import SpikeFn, _surrogate_grad
 
@@ -335,7 +336,7 @@ def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: to
 
 def packed_shape(shape) -> tuple:
     """Shape of spikes of ``shape`` bit-packed along the last dim (spike_dtype=torch.int32)."""
-    return (*shape[:-1], (shape[-1] + 31) // 32)
+    return (*shape[:-1], packed_words(shape[-1]))
 
 
 def lif_forward(x, v0, beta, threshold, beta_value, threshold_value, spec: LifSpec, spike_dtype, save_ckpt,
