@@ -138,6 +138,15 @@ def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts
     return out
 
 
+def measure_event_driven(model: nn.Module, name: str, T: int, data: Splits, device, p: Preset, sample) -> dict:
+    """``measure`` of a copy of ``model`` whose spike-fed layers went event-driven (``event_driven``;
+    a converted SNN's thresholds folded): the same predictions, its own time, memory and joules."""
+    event = copy.deepcopy(model)
+    out = {"T": T, "event_driven_layers": event_driven(event)}
+    out.update(measure(event, name, data, device, p, sample))
+    return out
+
+
 def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: int = 0, *, name: str = "",
                progress: bool = False) -> dict:
     """Accuracy under Gaussian input noise (sigma 0..1) and FGSM (epsilon 0..1, step 0.05)."""
@@ -177,12 +186,7 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         snn = SNNClassifier(build_model(p, data.input_shape, data.classes, spiking=True).to(device), p.T, p.encoding)
         result["snn"] = {"training": train(p, snn, data, device, spiking=True, progress=progress), "T": p.T}
         result["snn"].update(measure(snn, f"SNN (T={p.T})", data, device, p, sample))
-        # the same trained SNN with its spike-fed layers event-driven: equal accuracy by construction
-        # (measured again all the same), its own time, memory and joules
-        event = copy.deepcopy(snn)
-        swapped = event_driven(event.snn)
-        result["snn_event"] = {"T": p.T, "event_driven_layers": swapped}
-        result["snn_event"].update(measure(event, f"SNN event-driven (T={p.T})", data, device, p, sample))
+        result["snn_event"] = measure_event_driven(snn, f"SNN event-driven (T={p.T})", p.T, data, device, p, sample)
     else:
         result["snn"] = result["snn_event"] = unavailable("this preset converts only")
 
@@ -198,11 +202,8 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         conv_ops = conv["macs_per_sample"] * 4.6 + conv["acs_per_sample"] * 0.9
         conv["efficiency_factor"] = ann_ops / conv_ops if conv_ops else unavailable("no operations")
         result["converted"] = conv
-        # thresholds folded into the spike-fed layers, which go event-driven: the same function
-        event = copy.deepcopy(converted)
-        swapped = event_driven(event)
-        result["converted_event"] = {"T": T_max, "event_driven_layers": swapped}
-        result["converted_event"].update(measure(event, f"converted event-driven (T={T_max})", data, device, p, sample))
+        result["converted_event"] = measure_event_driven(converted, f"converted event-driven (T={T_max})", T_max,
+                                                         data, device, p, sample)
     else:
         result["converted"] = result["converted_event"] = unavailable("conversion off for this preset")
 
