@@ -11,9 +11,9 @@
 # python_tests suite on CUDA), sanitize (compute-sanitizer memcheck over the C++/CUDA kernels'
 # tests), kernels (bench/test_lif.py + test_spike_linear.py), networks (swap, convert, networks),
 # report (bench.report over every JSON in $OUT, plots beside it). A fresh machine keeps nothing, so
-# `build` leads each call (the extension compiles in well under a minute on 16 cores since the
-# surrogate switch was outlined; on a warm machine it is a no-op). A failed stage does not stop the
-# next; the exit status says whether any failed.
+# `build` leads each call (the whole install took ~2 min on the 2-core CPU box for sm_90 — one
+# translation unit, so more cores help little; on a warm machine it is a no-op). A failed stage does
+# not stop the next; the exit status says whether any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/run-$(date +%Y%m%d)}

@@ -62,14 +62,14 @@ TRAIN_IMPLS = ["tiles_fp32", "gather_fp32", "dense_fp32", "tiles_fp16", "dense_f
 @pytest.mark.parametrize("impl", TRAIN_IMPLS)
 def test_spike_linear_train_step(benchmark, meta, impl, sparsity):
     """Forward + backward (grad_input dense, grad_weight from the bits) against nn.functional.linear."""
+    kind, dtype = impl.split("_")
+    if kind != "dense" and not ON_GPU:
+        pytest.skip("the Triton kernels are timed on a GPU (CPU runs the reference)")
     g = torch.Generator(device=DEVICE).manual_seed(1)
     s = (torch.rand(M, K, device=DEVICE, generator=g) >= sparsity).float().requires_grad_()
-    kind, dtype = impl.split("_")
     w = (torch.randn(N, K, device=DEVICE, generator=g) * 0.02).to(torch.float16 if dtype == "fp16" else torch.float32)
     w.requires_grad_()
     dy = torch.randn(M, N, device=DEVICE, generator=g).to(w.dtype)
-    if kind != "dense" and not ON_GPU:
-        pytest.skip("the Triton kernels are timed on a GPU (CPU runs the reference)")
     parts = weight_parts(w.detach()) if kind == "tiles" else None
 
     def fn():
