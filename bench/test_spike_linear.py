@@ -52,7 +52,8 @@ def test_spike_linear(benchmark, meta, impl, sparsity):
     benchmark.group = f"spike_linear M={M} K={K} N={N} sparsity={sparsity:.1%}"
     record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype, baseline=impl == "dense_fp16")
     if kind in ("tiles", "auto"):
-        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned.best_config)  # the autotuner's pick
+        precision = "fp32" if dtype == "fp32" else "16bit"
+        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned[precision].best_config)  # the tuner's pick
 
 
 TRAIN_IMPLS = ["tiles_fp32", "gather_fp32", "dense_fp32", "tiles_fp16", "dense_fp16"]
@@ -81,8 +82,9 @@ def test_spike_linear_train_step(benchmark, meta, impl, sparsity):
     record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype,
            baseline=impl == "dense_fp32")
     if kind == "tiles":
-        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned.best_config)
-        benchmark.extra_info["grad_tile_config"] = str(SL._spike_grad_w_tiles_tuned.best_config)
+        precision = "fp32" if dtype == "fp32" else "16bit"
+        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned[precision].best_config)
+        benchmark.extra_info["grad_tile_config"] = str(SL._spike_grad_w_tiles_tuned[precision].best_config)
 
 
 def _saved_bytes(fn, params):

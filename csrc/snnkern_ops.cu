@@ -1,6 +1,7 @@
 // snnkern's C++/CUDA backend: the LIF/IF forward and backward and spike bit-packing, registered as
-// torch ops in the "snnkern" namespace (snnkern::lif_fwd_native, ...) with CUDA kernels and a CPU
-// path that runs the same per-neuron code (lif_core.cuh). Python selects it with backend="cuda".
+// implementations of the torch ops snnkern::lif_fwd_native, ... (declared in snnkern/ops/schemas.py) with
+// CUDA kernels and a CPU path that runs the same per-neuron code (lif_core.cuh). Python selects it with
+// backend="cuda".
 #include <torch/extension.h>
 
 #include <c10/cuda/CUDAGuard.h>
@@ -105,9 +106,9 @@ void dispatch_any_spike(at::ScalarType st, F&& f) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
     const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& beta,
-    double beta_value, const c10::optional<at::Tensor>& threshold, double threshold_value, bool delayed,
-    int64_t reset, double v_reset, double v_init, bool decay_input, bool detach_reset, int64_t surrogate,
-    double alpha, at::ScalarType spike_dtype, bool save_for_backward, bool return_membrane) {
+    const c10::optional<at::Tensor>& threshold, bool delayed, int64_t reset, double v_reset, double v_init,
+    bool decay_input, bool detach_reset, int64_t surrogate, double alpha, double beta_value, double threshold_value,
+    at::ScalarType spike_dtype, bool return_membrane, bool save_for_backward) {
   TORCH_CHECK(x_in.dim() >= 1 && x_in.size(0) >= 1, "snnkern: x must be [T, ...] with T >= 1");
   check_device(x_in, v0, "v0");
   check_device(x_in, beta, "beta");
@@ -151,10 +152,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_bwd_native(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_last,
     const c10::optional<at::Tensor>& grad_v_seq, const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
-    const c10::optional<at::Tensor>& beta, double beta_value, const c10::optional<at::Tensor>& threshold,
-    double threshold_value, const at::Tensor& checkpoints, bool delayed, int64_t reset, double v_reset,
-    double v_init, bool decay_input, bool detach_reset, int64_t surrogate, double alpha, bool need_v0_grad,
-    bool need_beta_grad, bool need_threshold_grad) {
+    const c10::optional<at::Tensor>& beta, const c10::optional<at::Tensor>& threshold, const at::Tensor& checkpoints,
+    bool delayed, int64_t reset, double v_reset, double v_init, bool decay_input, bool detach_reset,
+    int64_t surrogate, double alpha, double beta_value, double threshold_value, at::ScalarType /*spike_dtype*/,
+    bool /*return_membrane*/, bool need_v0_grad, bool need_beta_grad, bool need_threshold_grad) {
   const at::Tensor x = x_in.contiguous();
   const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
   TORCH_CHECK(T <= kChunk || checkpoints.size(0) == (T - 1) / kChunk,
@@ -250,19 +251,8 @@ at::Tensor unpack_spikes_native(const at::Tensor& p_in, int64_t k, at::ScalarTyp
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(snnkern, m) {
-  m.def("lif_fwd_native(Tensor x, Tensor? v0, Tensor? beta, float beta_value, Tensor? threshold, "
-        "float threshold_value, bool delayed, int reset, float v_reset, float v_init, bool decay_input, "
-        "bool detach_reset, int surrogate, float alpha, ScalarType spike_dtype, bool save_for_backward, "
-        "bool return_membrane) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("lif_bwd_native(Tensor? grad_spikes, Tensor? grad_v_last, Tensor? grad_v_seq, Tensor x, Tensor? v0, "
-        "Tensor? beta, float beta_value, Tensor? threshold, float threshold_value, Tensor checkpoints, bool delayed, "
-        "int reset, float v_reset, float v_init, bool decay_input, bool detach_reset, int surrogate, float alpha, "
-        "bool need_v0_grad, bool need_beta_grad, bool need_threshold_grad) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("pack_spikes_native(Tensor s) -> Tensor");
-  m.def("unpack_spikes_native(Tensor p, int k, ScalarType dtype) -> Tensor");
-}
-
+// The schemas of these ops are declared once, in Python (snnkern/ops/schemas.py): this file only
+// implements them, and a signature that drifts from the schema fails when the extension loads.
 TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
   m.impl("lif_fwd_native", &lif_fwd_native);
   m.impl("lif_bwd_native", &lif_bwd_native);

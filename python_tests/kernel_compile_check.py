@@ -1,9 +1,14 @@
-"""Compile every Triton kernel variant for real GPU targets, on a machine without a GPU.
+"""Compile every Triton kernel variant for real GPU targets, on a machine without a GPU, and read its
+machine code.
 
-The interpreter (TRITON_INTERPRET=1) proves what the kernels compute but not that they compile:
-some constructs run in the interpreter and are rejected by the compiler.  This script compiles
-the kernels to cubin for sm_80 and sm_90 and reports registers and stack (spills) per variant, as
-JSON on stdout.  Run in a process without TRITON_INTERPRET (the test does this).
+The interpreter (TRITON_INTERPRET=1) proves what the kernels compute but not that they compile, nor
+how fast the compiled code can be.  This script compiles each kernel to cubin for sm_80 and sm_90,
+**specialized as a real launch specializes it** (pointers from torch allocations are 16-byte aligned;
+integer arguments carry Triton's divisibility-by-16 hint where a typical call has it), and reports per
+variant: registers and stack (spills), and from the sm_90 SASS the access widths, the hot loop's load
+windows, loads waiting behind stores, occupancy and the estimated bytes in flight (``sass_model.py``).
+JSON on stdout; with ``--table`` a readable table on stderr.  Run in a process without
+TRITON_INTERPRET (the test does this).
 """
 import inspect
 import itertools
@@ -15,31 +20,40 @@ import sys
 import triton
 from triton.backends.compiler import GPUTarget
 
-from snnkern.ops import lif as L
-from snnkern.ops import spike_linear as SL
-from snnkern.ops import spike_pack as SP
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sass_model  # noqa: E402
 
-CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+from snnkern.ops.lif import kernels as L  # noqa: E402
+from snnkern.ops.lif.spec import MAX_CHUNK  # noqa: E402
+from snnkern.ops import spike_linear as SL  # noqa: E402
+from snnkern.ops import spike_pack as SP  # noqa: E402
+
+BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+CUOBJDUMP = os.path.join(BIN, "cuobjdump")
+
+INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET")
 
 
-INT_ARGS = ("T", "N", "M", "K", "W", "WM", "M_BUCKET")
-
-
-def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3):
+def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=()):
     """pointers: {argument: element type} for pointers that are not fp32 (LIF: x, spikes and their grads
-    take ``dtype``)."""
+    take ``dtype``). Every pointer gets the 16-byte alignment hint of a torch allocation; the integer
+    arguments named in ``div16`` get the divisible-by-16 hint. Returns registers/stack and, when the
+    bundled cuobjdump exists, the SASS analysis."""
     pointers = pointers if pointers is not None else {n: dtype for n in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr")}
-    sig = {}
-    for name in inspect.signature(kernel.fn).parameters:
+    sig, attrs = {}, {}
+    for i, name in enumerate(inspect.signature(kernel.fn).parameters):
         if name in constexprs:
             sig[name] = "constexpr"
         elif name.endswith("_ptr"):
             sig[name] = "*" + pointers.get(name, "fp32")
+            attrs[(i,)] = [["tt.divisibility", 16]]
         elif name in INT_ARGS:
             sig[name] = "i32"
+            if name in div16:
+                attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "fp32"
-    src = triton.compiler.ASTSource(fn=kernel, signature=sig, constexprs=constexprs)
+    src = triton.compiler.ASTSource(fn=kernel, signature=sig, constexprs=constexprs, attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": num_warps, "num_stages": num_stages, "enable_fp_fusion": False})
     usage = {}
@@ -48,40 +62,55 @@ def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=
         with open(path, "wb") as f:
             f.write(compiled.asm["cubin"])
         out = subprocess.run([CUOBJDUMP, "--dump-resource-usage", path], capture_output=True, text=True).stdout
-        os.remove(path)
         line = [l for l in out.splitlines() if "REG:" in l][-1]
         usage = {k: int(v) for k, v in (f.split(":") for f in line.split()[:2])}
+        if arch == 90:  # the machine code the guards read: the target of the GPU runs
+            sass = subprocess.run([CUOBJDUMP, "-sass", path], capture_output=True, text=True).stdout
+            usage.update(sass_model.analyze(sass, usage["REG"], num_warps))
+        os.remove(path)
     return usage
 
 
 def variants():
+    """(kind, kernel, constexprs, warps, dtype, div16) of the LIF kernels."""
     for delayed, reset, dtype in itertools.product([True, False], [0, 1, 2], ["fp32", "bf16"]):
-        fwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, HAS_V0=True,
-                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, STORE_V=True, PACK=False, BLOCK=L.FWD_BLOCK)
-        yield "fwd", L._lif_fwd_kernel, fwd, L.FWD_WARPS, dtype
-        if reset == 1:  # packed spikes out (inference: no checkpoints, no membrane sequence)
+        fwd = dict(CHUNK=MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, HAS_V0=True,
+                   BETA_MODE=2, THR_MODE=1, SAVE_CKPT=True, STORE_V=True, PACK=False, BLOCK=L.FWD_BLOCK,
+                   VEC=L.FWD_VEC)
+        # N a multiple of FWD_VEC but not of 16 (e.g. 1000 neurons): VEC alone must give the wide accesses
+        yield "fwd", L.lif_fwd_kernel, fwd, L.FWD_WARPS, dtype, ()
+        if reset == 1:
+            yield "fwd_odd_n", L.lif_fwd_kernel, dict(fwd, VEC=1), L.FWD_WARPS, dtype, ()
+            # packed spikes out (inference: no checkpoints, no membrane sequence); N a multiple of 32
             packed = dict(fwd, SAVE_CKPT=False, STORE_V=False, PACK=True)
-            yield "fwd_packed", L._lif_fwd_kernel, packed, L.FWD_WARPS, dtype
-        for grads in (True, False):
-            bwd = dict(CHUNK=L.MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, DETACH=delayed,
-                       SURROGATE=0 if delayed else 1, HAS_V0=True, BETA_MODE=2, THR_MODE=2,
-                       HAS_GS=True, HAS_GV=True, HAS_GVS=grads, STORE_GV0=grads, BETA_GRAD=grads, THR_GRAD=grads,
-                       BLOCK=L.BWD_BLOCK)
-            yield "bwd", L._lif_bwd_kernel, bwd, L.BWD_WARPS, dtype
+            yield "fwd_packed", L.lif_fwd_kernel, packed, L.FWD_WARPS, dtype, ()
+        # plain; learnable per-neuron beta and threshold; and everything at once (+ v0 and membrane grads)
+        for kind, learn, everything in (("bwd", False, False), ("bwd_learn", True, False), ("bwd_all", True, True)):
+            bwd = dict(CHUNK=MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, DETACH=delayed,
+                       SURROGATE=0 if delayed else 1, HAS_V0=True, BETA_MODE=2 if learn else 0,
+                       THR_MODE=2 if learn else 0, HAS_GS=True, HAS_GV=True, HAS_GVS=everything,
+                       STORE_GV0=everything, BETA_GRAD=learn, THR_GRAD=learn, BLOCK=L.BWD_BLOCK)
+            yield kind, L.lif_bwd_kernel, bwd, L.BWD_WARPS, dtype, ()
 
 
 def spike_variants():
     """(kind, kernel, constexprs, warps, dtype, pointers, stages, tile config index)"""
-    for i, (bm, bn, bk, warps, stages) in enumerate(SL.TILE_CONFIGS):  # every shape the autotuner may pick
-        tile = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-        for wdtype, parts in (("bf16", 1), ("fp16", 1), ("bf16", 3)):
-            out = "fp32" if parts == 3 else wdtype
-            yield ("spike_tiles", SL._spike_mm_tiles_kernel, dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, **tile),
-                   warps, wdtype, {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out}, stages, i)
-        for gdtype, split in (("fp32", True), ("bf16", False), ("fp16", False)):
-            yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel, dict(SPLIT=split, UPCAST_DOT=False, **tile),
-                   warps, gdtype, {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype}, stages, i)
-    yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K), 4, "i32",
+    for precision, configs in SL.TILE_CONFIGS.items():  # every shape the autotuner may pick
+        for i, (bm, bn, bk, warps, stages) in enumerate(configs):
+            tile = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+            config = f"{precision}:{i}"
+            weights = (("bf16", 3),) if precision == "fp32" else (("bf16", 1), ("fp16", 1))
+            for wdtype, parts in weights:
+                out = "fp32" if parts == 3 else wdtype
+                yield ("spike_tiles", SL._spike_mm_tiles_kernel,
+                       dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, **tile), warps, wdtype,
+                       {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out}, stages, config)
+            grads = (("fp32", True),) if precision == "fp32" else (("bf16", False), ("fp16", False))
+            for gdtype, split in grads:
+                yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel,
+                       dict(SPLIT=split, UPCAST_DOT=False, **tile), warps, gdtype,
+                       {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype}, stages, config)
+    yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K, WORDS=SP.TRANSPOSE_WORDS), 4, "i32",
            {"p_ptr": "i32", "q_ptr": "i32"}, 3, None)
     for wdtype in ("fp32", "bf16"):
         yield ("spike_gather", SL._spike_mm_gather_kernel, dict(HAS_BIAS=True, BLOCK_N=SL.GATHER_N),
@@ -96,9 +125,9 @@ def spike_variants():
 def main():
     results = []
     for arch in (80, 90):
-        for kind, kernel, consts, warps, dtype in variants():
+        for kind, kernel, consts, warps, dtype, div16 in variants():
             pointers = {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
-            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers)
+            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, div16=div16)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
         for kind, kernel, consts, warps, dtype, pointers, stages, config in spike_variants():
@@ -106,6 +135,20 @@ def main():
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"),
                             "split": consts.get("SPLIT"), "config": config, **usage})
     json.dump(results, sys.stdout)
+    if "--table" in sys.argv:
+        print_table(results, sys.stderr)
+
+
+def print_table(results, out):
+    """The bytes-in-flight model per sm_90 variant: registers -> warps/SM -> loads in flight -> KB/SM."""
+    cols = ("kernel", "dtype", "delayed", "reset", "param_grads", "config", "REG", "STACK", "load_bytes", "store_bytes",
+            "loop_load_windows", "loads_between_stores", "warps_per_sm", "bytes_in_flight_per_thread",
+            "kb_in_flight_per_sm")
+    print("  ".join(cols), file=out)
+    for r in results:
+        if r["arch"] == 90:
+            cell = lambda v: "/".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+            print("  ".join(cell(r.get(c, "")) for c in cols), file=out)
 
 
 if __name__ == "__main__":

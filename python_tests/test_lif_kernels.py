@@ -9,7 +9,7 @@ import torch
 
 import snnkern
 from snnkern.functional import if_, lif
-from snnkern.ops.lif import MAX_CHUNK, checkpoint_rows
+from snnkern.ops.lif import FORWARD, MAX_CHUNK, LifSpec, checkpoint_rows
 
 
 
@@ -191,11 +191,14 @@ def test_no_grad_path_saves_nothing(kernel_device, kernel_backend):
     """Without autograd the op writes only spikes and the final state: no checkpoints."""
     T = 3 * MAX_CHUNK
     x = torch.randn(T, 64, device=kernel_device)
-    args = (x, None, None, None, 0.9, 1.0, True, 1, 0.0, 0.0, False, True, 0, 2.0, torch.float32)
-    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, False, False, kernel_backend)
+    spec = LifSpec(delayed=True, reset=1, v_reset=0.0, v_init=0.0, decay_input=False, detach_reset=True, surrogate=0,
+                   alpha=2.0, beta_value=0.9, threshold_value=1.0, spike_dtype=torch.float32, return_membrane=False)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(x, None, None, None, *spec, False, kernel_backend)
     assert ckpt.numel() == 0
-    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(*args, True, False, kernel_backend)
+    _, _, _, ckpt = torch.ops.snnkern.lif_fwd(x, None, None, None, *spec, True, kernel_backend)
     assert ckpt.shape == (checkpoint_rows(T), 64) == (2, 64)
+    _, _, _, ckpt = FORWARD[kernel_backend](x, None, None, None, spec, False)  # the eager no-grad path
+    assert ckpt is None or ckpt.numel() == 0
 
 
 def test_nan_and_inf_propagate_like_reference(kernel_device, kernel_backend):

@@ -213,7 +213,8 @@ def test_spike_linear_empty_and_tiny_shapes(algorithm, M, N, K):
 @KERNEL
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_autotuned_tile_kernels(monkeypatch, dtype):
-    """The GPU path: both tiles kernels behind Triton's autotuner, every TILE_CONFIGS shape run and
+    """The GPU path: both tiles kernels behind Triton's autotuner, every TILE_CONFIGS shape of the
+    weights' precision run and
     timed (here by a CPU clock, as the interpreter has no CUDA events), the chosen one correct."""
     import time
 
@@ -230,19 +231,20 @@ def test_autotuned_tile_kernels(monkeypatch, dtype):
         ms = (time.perf_counter() - start) * 1e3
         return [ms] * len(quantiles) if quantiles else ms
 
+    precision = "fp32" if dtype == torch.float32 else "16bit"
     tuners = {}
     for name, kernel, key in (("_spike_mm_tiles_tuned", SL._spike_mm_tiles_kernel, ["M_BUCKET", "N", "K", "PARTS"]),
                               ("_spike_grad_w_tiles_tuned", SL._spike_grad_w_tiles_kernel, ["M_BUCKET", "N", "K"])):
-        tuners[name] = triton.autotune(configs=SL.tile_configs(), key=key, do_bench=cpu_timer)(kernel)
-        monkeypatch.setattr(SL, name, tuners[name])
+        tuners[name] = triton.autotune(configs=SL.tile_configs(precision), key=key, do_bench=cpu_timer)(kernel)
+        monkeypatch.setitem(getattr(SL, name), precision, tuners[name])
     monkeypatch.setattr(SL, "use_autotuner", lambda t: True)
     d = dev()
     x = spikes((70, 100), 0.2, seed=15).to(d)
     w = (torch.randn(40, 100, generator=torch.Generator().manual_seed(16)) * 0.1).to(d, dtype)
     b = torch.randn(40, generator=torch.Generator().manual_seed(17)).to(d, dtype)
     check_close(run_linear(x, w, b, algorithm="tiles", backend="triton"), run_linear(x, w, b), dtype)
-    assert len(timed) == 2 * len(SL.TILE_CONFIGS)  # every shape timed, once per kernel
-    shapes = {str(c) for c in SL.tile_configs()}
+    assert len(timed) == 2 * len(SL.TILE_CONFIGS[precision])  # every shape of this precision timed, once per kernel
+    shapes = {str(c) for c in SL.tile_configs(precision)}
     for tuner in tuners.values():
         assert str(tuner.best_config) in shapes  # both kernels went through their tuner
 

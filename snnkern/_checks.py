@@ -1,8 +1,6 @@
 """Argument checks shared by the functional API and the modules: every message names the argument."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
@@ -39,7 +37,9 @@ def check_number(value, name: str, *, low=None, high=None, low_open=False) -> fl
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)
-    bad = not math.isfinite(value)
+    # finite <=> v - v == 0 (inf - inf and NaN give NaN): unlike math.isfinite, torch.compile can trace it
+    # when the value is symbolic (dynamic=True)
+    bad = not (value - value == 0.0)
     bad |= low is not None and (value <= low if low_open else value < low)
     bad |= high is not None and value > high
     if bad:

@@ -1,7 +1,7 @@
 """The one place that decides which backend runs an op.
 
 Rule (``backend="auto"``): CUDA tensors of a kernel dtype run the Triton kernels; everything else
-(CPU tensors, float64) runs the plain-PyTorch reference.  (Auto keeps Triton over the CUDA C++
+(CPU tensors, float64, calls inside ``torch.func`` transforms) runs the plain-PyTorch reference.  (Auto keeps Triton over the CUDA C++
 backend until a GPU benchmark shows the C++ kernels faster somewhere; see bench/results.)
 ``backend="triton"`` on CPU tensors is allowed only under ``TRITON_INTERPRET=1`` (Triton's CPU
 interpreter: how CI proves the kernels).  ``backend="cuda"`` runs the compiled extension
@@ -18,12 +18,18 @@ from ._extension import cuda_extension_available, extension_status
 from .ops._triton import HAS_TRITON
 
 BACKENDS = ("auto", "triton", "cuda", "torch")
+_functorch_level = torch._C._functorch.peek_interpreter_stack
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _last_backend: dict[str, str] = {}
 
 
+# Triton picks compiled or interpreted kernels when they are defined (at import), so read it once too
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def triton_interpret() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """True when Triton runs its CPU interpreter (TRITON_INTERPRET=1 at import)."""
+    return _INTERPRET
 
 
 def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name: str = "x_seq",
@@ -32,8 +38,13 @@ def select_backend(op: str, backend, x: torch.Tensor, dtypes=KERNEL_DTYPES, name
     ``allowed``: the backends this op has."""
     if not isinstance(backend, str) or backend not in allowed:
         raise ValueError(f"backend must be one of {allowed} for {op}; got {backend!r}")
+    # inside torch.func.grad / vmap / jacrev ... (torch.compile's own tracing uses functorch too: not that)
+    transformed = not torch.compiler.is_compiling() and _functorch_level() is not None
+    if transformed and backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r} cannot run inside torch.func transforms (grad, vmap, ...): the "
+                         f"kernels read raw memory; use backend='torch' (or 'auto', which picks it there)")
     if backend == "auto":
-        kernel_ok = HAS_TRITON and x.is_cuda and x.dtype in dtypes
+        kernel_ok = HAS_TRITON and x.is_cuda and x.dtype in dtypes and not transformed
         backend = "triton" if kernel_ok else "torch"
     elif backend == "triton":
         if not HAS_TRITON:

@@ -1,12 +1,13 @@
 """Functional API: multi-step spiking neurons over a whole sequence in one call."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import _checks
 from ._dispatch import select_backend
-from .ops.lif import RESET_CODES, LifSpec, lif_reference
-from .ops.spike_pack import pack_reference
+from .ops.lif import RESET_CODES, LifSpec, lif_apply, lif_reference
 from .ops.surrogate import resolve_surrogate
 from .functional_spikes import pack_spikes, spike_linear, unpack_spikes  # noqa: F401  (re-exported)
 
@@ -93,11 +94,9 @@ def lif(
     """
     _checks.check_sequence(x_seq)
     _checks.check_state(v0, x_seq)
-    convention = _checks.check_choice(convention, "convention", CONVENTIONS)
-    snntorch_style = convention == "snntorch"
-    beta = _resolve_beta(beta, tau, x_seq, clamp=snntorch_style)
-    return _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
-                surrogate, alpha, spike_dtype, return_membrane, check_finite, backend)
+    return lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend,
+                   lif_spec(convention, _marker(beta), _marker(tau), _marker(threshold), reset, v_reset, decay_input,
+                            detach_reset, surrogate, alpha, spike_dtype or x_seq.dtype, return_membrane))
 
 
 def if_(
@@ -123,33 +122,71 @@ def if_(
     """
     _checks.check_sequence(x_seq)
     _checks.check_state(v0, x_seq)
+    return lif_run(x_seq, v0, None, None, threshold, check_finite, backend,
+                   if_spec(convention, _marker(threshold), reset, v_reset, detach_reset, surrogate, alpha,
+                           spike_dtype or x_seq.dtype, return_membrane))
+
+
+TENSOR = object()  # stands for a tensor-valued beta/tau/threshold in the cached spec's key
+
+
+def _marker(value):
+    return TENSOR if isinstance(value, torch.Tensor) else value
+
+
+def _cached(fn):
+    """functools.lru_cache that also takes unhashable arguments (then uncached, so that fn's own
+    check names the bad argument)."""
+    cached = functools.lru_cache(maxsize=512, typed=True)(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        if torch.compiler.is_compiling():  # traced once per graph: the cache would only hide it from dynamo
+            return fn(*args)
+        try:
+            return cached(*args)
+        except TypeError:
+            return fn(*args)  # an unhashable argument: fn raises the named error (or works uncached)
+
+    call.cache_clear = cached.cache_clear
+    return call
+
+
+@_cached
+def lif_spec(convention, beta, tau, threshold, reset, v_reset, decay_input, detach_reset, surrogate, alpha,
+             spike_dtype, return_membrane) -> LifSpec:
+    """Validate the options of a ``lif`` call and resolve them into a LifSpec (cached: a layer called
+    again with the same options pays one dictionary lookup). ``TENSOR`` marks a tensor-valued beta /
+    tau / threshold, whose values stay out of the spec."""
     convention = _checks.check_choice(convention, "convention", CONVENTIONS)
-    return _run(x_seq, v0, 1.0, threshold, reset, v_reset, convention, False, detach_reset,
-                surrogate, alpha, spike_dtype, return_membrane, check_finite, backend)
-
-
-def _resolve_beta(beta, tau, x_seq, *, clamp: bool):
-    """beta as a float or tensor; from tau when given. snnTorch clamps beta to [0, 1] (as Leaky does)."""
+    snntorch_style = convention == "snntorch"
     if beta is not None and tau is not None:
         raise ValueError("pass either beta or tau, not both")
-    if tau is not None:
-        if isinstance(tau, torch.Tensor):
-            _checks.check_param_tensor(tau, x_seq, "tau")
-            beta = 1.0 - 1.0 / tau
-        else:
-            beta = 1.0 - 1.0 / _checks.check_number(tau, "tau", low=1.0)
+    if tau is TENSOR or beta is TENSOR:
+        beta_value = 0.0
+    elif tau is not None:
+        beta_value = 1.0 - 1.0 / _checks.check_number(tau, "tau", low=1.0)
     elif beta is None:
-        beta = 0.9
-    if isinstance(beta, torch.Tensor):
-        _checks.check_param_tensor(beta, x_seq, "beta")
-        return beta.clamp(0.0, 1.0) if clamp else beta
-    if clamp:
-        return min(max(_checks.check_number(beta, "beta"), 0.0), 1.0)
-    return _checks.check_number(beta, "beta", low=0.0, high=1.0)
+        beta_value = 0.9
+    elif snntorch_style:  # snnTorch's Leaky clamps beta to [0, 1]
+        beta_value = min(max(_checks.check_number(beta, "beta"), 0.0), 1.0)
+    else:
+        beta_value = _checks.check_number(beta, "beta", low=0.0, high=1.0)
+    return _spec(convention, beta_value, threshold, reset, v_reset, decay_input, detach_reset, surrogate, alpha,
+                 spike_dtype, return_membrane)
 
 
-def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, detach_reset,
-         surrogate, alpha, spike_dtype, return_membrane, check_finite, backend):
+@_cached
+def if_spec(convention, threshold, reset, v_reset, detach_reset, surrogate, alpha, spike_dtype,
+            return_membrane) -> LifSpec:
+    """``lif_spec`` of the IF neuron: no leak (beta = 1), the input not scaled."""
+    convention = _checks.check_choice(convention, "convention", CONVENTIONS)
+    return _spec(convention, 1.0, threshold, reset, v_reset, False, detach_reset, surrogate, alpha, spike_dtype,
+                 return_membrane)
+
+
+def _spec(convention, beta_value, threshold, reset, v_reset, decay_input, detach_reset, surrogate, alpha,
+          spike_dtype, return_membrane) -> LifSpec:
     snntorch_style = convention == "snntorch"
     reset = _checks.check_choice(reset, "reset", RESETS)
     v_reset = _checks.check_number(v_reset, "v_reset")
@@ -157,10 +194,8 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
         if v_reset != 0.0:
             raise ValueError(f"reset='zero' resets to 0; got v_reset={v_reset} (use reset='hard')")
         reset = "hard"
-    if isinstance(threshold, torch.Tensor):
-        _checks.check_param_tensor(threshold, x_seq, "threshold")
-    else:
-        threshold = _checks.check_number(threshold, "threshold", low=0.0, low_open=True)
+    threshold_value = 0.0 if threshold is TENSOR else _checks.check_number(threshold, "threshold", low=0.0,
+                                                                           low_open=True)
     decay_input = (not snntorch_style) if decay_input is None else _checks.check_flag(decay_input, "decay_input")
     if detach_reset is None:
         detach_reset = snntorch_style
@@ -168,31 +203,38 @@ def _run(x_seq, v0, beta, threshold, reset, v_reset, convention, decay_input, de
         raise ValueError("detach_reset=False is not available with convention='snntorch' (snnTorch always "
                          "detaches its reset); use convention='spikingjelly'")
     surrogate_code, alpha = resolve_surrogate(surrogate, alpha)
-    spike_dtype = x_seq.dtype if spike_dtype is None else spike_dtype
     if spike_dtype not in SPIKE_DTYPES:
         raise TypeError(f"spike_dtype must be one of {SPIKE_DTYPES}, got {spike_dtype!r}")
-    tensors = (x_seq, v0, beta, threshold)
-    needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
-    if needs_grad and not spike_dtype.is_floating_point:
-        raise ValueError(f"spike_dtype={spike_dtype} carries no gradient; use it under torch.no_grad() "
-                         "or with inputs that do not require grad")
     return_membrane = _checks.check_flag(return_membrane, "return_membrane")
+    v_init = v_reset if (reset == "hard" and not snntorch_style) else 0.0
+    return LifSpec(snntorch_style, RESET_CODES[reset], v_reset, v_init, decay_input, detach_reset, surrogate_code,
+                   alpha, beta_value, threshold_value, spike_dtype, return_membrane)
+
+
+def lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend, spec: LifSpec):
+    """Run a LIF/IF call whose options are resolved into ``spec``: check the tensors (the per-call part),
+    choose the backend, launch. ``beta`` / ``tau`` / ``threshold`` matter only where tensor-valued;
+    ``x_seq`` and ``v0`` have passed ``_checks.check_sequence`` / ``check_state`` (or the module's state check)."""
+    beta_t = thr_t = None
+    if isinstance(tau, torch.Tensor):
+        _checks.check_param_tensor(tau, x_seq, "tau")
+        beta_t = 1.0 - 1.0 / tau
+    elif isinstance(beta, torch.Tensor):
+        _checks.check_param_tensor(beta, x_seq, "beta")
+        beta_t = beta.clamp(0.0, 1.0) if spec.delayed else beta  # snnTorch's Leaky clamps beta
+    if isinstance(threshold, torch.Tensor):
+        _checks.check_param_tensor(threshold, x_seq, "threshold")
+        thr_t = threshold
+    needs_grad = torch.is_grad_enabled() and (
+        x_seq.requires_grad or (v0 is not None and v0.requires_grad) or (beta_t is not None and beta_t.requires_grad)
+        or (thr_t is not None and thr_t.requires_grad))
+    if needs_grad and not spec.spike_dtype.is_floating_point:
+        raise ValueError(f"spike_dtype={spec.spike_dtype} carries no gradient; use it under torch.no_grad() "
+                         "or with inputs that do not require grad")
     if check_finite and not bool(torch.isfinite(x_seq).all()):
         raise ValueError("x_seq contains NaN or inf (check_finite=True)")
-
-    v_init = v_reset if (reset == "hard" and not snntorch_style) else 0.0
-    spec = LifSpec(snntorch_style, RESET_CODES[reset], v_reset, v_init, decay_input, detach_reset,
-                   surrogate_code, alpha)
-    beta_t, beta_value = (beta, 0.0) if isinstance(beta, torch.Tensor) else (None, beta)
-    thr_t, thr_value = (threshold, 0.0) if isinstance(threshold, torch.Tensor) else (None, threshold)
-
     backend = select_backend("lif", backend, x_seq)
     if backend == "torch":
-        if spike_dtype == torch.int32:
-            out = lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, torch.uint8, return_membrane)
-            return (pack_reference(out[0]), *out[1:])
-        return lif_reference(x_seq, v0, beta_t, thr_t, beta_value, thr_value, spec, spike_dtype, return_membrane)
-    spikes, v_last, v_seq, _ = torch.ops.snnkern.lif_fwd(
-        x_seq, v0, beta_t, thr_t, beta_value, thr_value, *spec, spike_dtype, needs_grad, return_membrane, backend
-    )
-    return (spikes, v_last, v_seq) if return_membrane else (spikes, v_last)
+        return lif_reference(x_seq, v0, beta_t, thr_t, spec)
+    spikes, v_last, v_seq, _ = lif_apply(x_seq, v0, beta_t, thr_t, spec, backend, needs_grad)
+    return (spikes, v_last, v_seq) if spec.return_membrane else (spikes, v_last)

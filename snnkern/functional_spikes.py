@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from . import _checks
 from ._dispatch import select_backend
-from .ops.spike_linear import spike_linear_op, spike_linear_reference, weight_parts
-from .ops.spike_pack import pack_reference, packed_words, unpack_reference
+from .ops.spike_linear import spike_linear_apply, spike_linear_reference, weight_parts
+from .ops.spike_pack import pack_forward, pack_reference, packed_words, unpack_forward, unpack_reference
 
 SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
 PACK_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8)
@@ -61,6 +61,27 @@ def firing_rate(bits: torch.Tensor, k: int) -> float:
     return count_spikes(bits).item() / (rows * k)
 
 
+def _unpack_native(p, n, dtype):
+    # the C++ kernels write the spike dtypes (bool, uint8, fp32/bf16/fp16); others convert exactly from bytes
+    if dtype in (torch.bool, torch.uint8, torch.float32, torch.bfloat16, torch.float16):
+        return torch.ops.snnkern.unpack_spikes_native(p, n, dtype)
+    return torch.ops.snnkern.unpack_spikes_native(p, n, torch.uint8).to(dtype)
+
+
+def _pack_triton(s):
+    # the registered op while torch.compile traces; eagerly the launcher (an op call costs host time)
+    return torch.ops.snnkern.pack_spikes(s) if torch.compiler.is_compiling() else pack_forward(s)
+
+
+def _unpack_triton(p, n, dtype):
+    return torch.ops.snnkern.unpack_spikes(p, n, dtype) if torch.compiler.is_compiling() else unpack_forward(p, n, dtype)
+
+
+# backend (resolved by select_backend) -> implementation
+PACK = {"torch": pack_reference, "triton": _pack_triton, "cuda": torch.ops.snnkern.pack_spikes_native}
+UNPACK = {"torch": unpack_reference, "triton": _unpack_triton, "cuda": _unpack_native}
+
+
 def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
     """Pack binary spikes along the last dim: ``[..., K]`` -> int32 ``[..., ceil(K/32)]``.
 
@@ -74,12 +95,7 @@ def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -
         raise ValueError("s must have at least one dim (the packed one)")
     if check and not is_binary(s):
         raise ValueError("s holds values other than 0 and 1 (pass check=False to treat nonzero as a spike)")
-    backend = select_backend("pack_spikes", backend, s, PACK_KERNEL_DTYPES, "s")
-    if backend == "torch":
-        return pack_reference(s)
-    if backend == "cuda":
-        return torch.ops.snnkern.pack_spikes_native(s.detach())
-    return torch.ops.snnkern.pack_spikes(s.detach())
+    return PACK[select_backend("pack_spikes", backend, s, PACK_KERNEL_DTYPES, "s")](s.detach())
 
 
 def unpack_spikes(p: torch.Tensor, n: int, *, dtype: torch.dtype = torch.float32, backend: str = "auto") -> torch.Tensor:
@@ -89,12 +105,9 @@ def unpack_spikes(p: torch.Tensor, n: int, *, dtype: torch.dtype = torch.float32
     if isinstance(n, bool) or not isinstance(n, int) or n < 0 or packed_words(n) != (p.shape[-1] if p.dim() else -1):
         raise ValueError(f"n must be the unpacked length: an int with ceil(n/32) == {p.shape[-1] if p.dim() else 0}; "
                          f"got {n!r}")
-    backend = select_backend("unpack_spikes", backend, p, (torch.int32,), "p")
-    if backend == "torch":
-        return unpack_reference(p, n, dtype)
-    if backend == "cuda":
-        return torch.ops.snnkern.unpack_spikes_native(p, n, dtype)
-    return torch.ops.snnkern.unpack_spikes(p, n, dtype)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+    return UNPACK[select_backend("unpack_spikes", backend, p, (torch.int32,), "p")](p, n, dtype)
 
 
 def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, strict: bool = False,
@@ -158,5 +171,5 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     parts = None
     if algorithm == "tiles":
         parts = weight_parts_cache if weight_parts_cache is not None else weight_parts(weight.detach())
-    y = spike_linear_op(None if packed else x2, bits, K, weight, bias, parts, algorithm)
+    y = spike_linear_apply(None if packed else x2, bits, K, weight, bias, parts, algorithm)
     return y.reshape(*lead, N)

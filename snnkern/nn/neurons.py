@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import _checks
 from .._dispatch import BACKENDS, last_backend
-from ..functional import CONVENTIONS, RESETS, if_, lif
+from ..functional import CONVENTIONS, RESETS, TENSOR, _marker, if_spec, lif_run, lif_spec
 from ..ops.surrogate import resolve_surrogate
 
 
@@ -57,37 +57,37 @@ class SpikingNeuron(nn.Module):
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         """[T, B, ...] -> spikes [T, B, ...]; the state continues from the previous call."""
-        has_steps = isinstance(x_seq, torch.Tensor) and x_seq.dim() > 1
-        return self._call(x_seq, self._state_for(x_seq[0] if has_steps else None))
+        _checks.check_sequence(x_seq)
+        return self._call(x_seq)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """One time step: [B, ...] -> spikes [B, ...] (the fused kernel with T=1)."""
         if not isinstance(x, torch.Tensor) or x.dim() < 1:
             raise ValueError("step() takes one time step of input with at least one dim, [B, ...]")
-        return self._call(x.unsqueeze(0), self._state_for(x))[0]
+        x_seq = x.unsqueeze(0)
+        _checks.check_sequence(x_seq, "x")
+        return self._call(x_seq)[0]
 
-    def _call(self, x_seq, v0):
-        out = self._run(x_seq, v0, return_membrane=self.store_v_seq)
-        if self.store_v_seq:
-            spikes, self.v, self.v_seq = out
+    def _call(self, x_seq):
+        # the stored state continues the sequence if it fits; after reset() or a shape change a new one starts
+        state = self.__dict__
+        v0 = state["v"]
+        if v0 is not None and (v0.shape != x_seq.shape[1:] or v0.device != x_seq.device):
+            v0 = None
+        store = state["store_v_seq"]
+        out = self._run(x_seq, v0, store)
+        # plain attributes written straight into __dict__: nn.Module.__setattr__ costs microseconds a call
+        if store:
+            spikes, state["v"], state["v_seq"] = out
         else:
-            spikes, self.v = out
+            spikes, state["v"] = out
         if not torch.compiler.is_compiling():
-            self.last_backend = last_backend("lif")
+            state["last_backend"] = last_backend("lif")
         return spikes
 
-    def _state_for(self, x_t):
-        """The stored state if it fits this input; a new sequence (None) after reset or a shape change."""
-        v = self.v
-        if v is None or x_t is None or v.shape != x_t.shape or v.device != x_t.device:
-            return None
-        return v
-
-    def _common_kwargs(self, return_membrane) -> dict:
-        packed = getattr(self, "packed_output", False) and not torch.is_grad_enabled()
-        return dict(threshold=self.threshold, return_membrane=return_membrane, reset=self.reset_mode, v_reset=self.v_reset,
-                    convention=self.convention, detach_reset=self.detach_reset, surrogate=self.surrogate,
-                    alpha=self.alpha, backend=self.backend, spike_dtype=torch.int32 if packed else None)
+    def _spike_dtype(self, x_seq):
+        # packed words while autograd is off, for the SpikeLinear that reads them (set by event_driven)
+        return torch.int32 if self.packed_output and not torch.is_grad_enabled() else x_seq.dtype
 
     def _run(self, x_seq, v0, return_membrane):
         raise NotImplementedError
@@ -130,7 +130,10 @@ class LIF(SpikingNeuron):
         self.decay_input = decay_input
 
     def _run(self, x_seq, v0, return_membrane):
-        return lif(x_seq, v0, beta=self.beta, decay_input=self.decay_input, **self._common_kwargs(return_membrane))
+        spec = lif_spec(self.convention, _marker(self.beta), None, _marker(self.threshold), self.reset_mode,
+                        self.v_reset, self.decay_input, self.detach_reset, self.surrogate, self.alpha,
+                        self._spike_dtype(x_seq), return_membrane)
+        return lif_run(x_seq, v0, self.beta, None, self.threshold, False, self.backend, spec)
 
     def _repr_params(self) -> str:
         return f"beta={_show(self.beta)}"
@@ -147,7 +150,9 @@ class IF(SpikingNeuron):
                          learn_threshold=learn_threshold, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq)
 
     def _run(self, x_seq, v0, return_membrane):
-        return if_(x_seq, v0, **self._common_kwargs(return_membrane))
+        spec = if_spec(self.convention, _marker(self.threshold), self.reset_mode, self.v_reset, self.detach_reset,
+                       self.surrogate, self.alpha, self._spike_dtype(x_seq), return_membrane)
+        return lif_run(x_seq, v0, None, None, self.threshold, False, self.backend, spec)
 
 
 class PLIF(SpikingNeuron):
@@ -173,8 +178,10 @@ class PLIF(SpikingNeuron):
         return 1.0 / self.w.detach().sigmoid()
 
     def _run(self, x_seq, v0, return_membrane):
-        return lif(x_seq, v0, beta=1.0 - self.w.sigmoid(), decay_input=self.decay_input,
-                   **self._common_kwargs(return_membrane))
+        spec = lif_spec(self.convention, TENSOR, None, _marker(self.threshold), self.reset_mode, self.v_reset,
+                        self.decay_input, self.detach_reset, self.surrogate, self.alpha, self._spike_dtype(x_seq),
+                        return_membrane)
+        return lif_run(x_seq, v0, 1.0 - self.w.sigmoid(), None, self.threshold, False, self.backend, spec)
 
     def _repr_params(self) -> str:
         tau = self.tau

@@ -28,14 +28,15 @@ from ._triton import HAS_TRITON, tl, triton
 from .spike_pack import packed_words, transpose_packed_forward, unpack_forward
 
 ALGORITHMS = ("tiles", "gather", "dense")
-# Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels. On a GPU,
-# Triton's autotuner times them all at the first call for each (M rounded up to a power of two, N, K,
-# dtypes) and keeps the fastest; the CPU interpreter (CI) runs the first. Bigger tiles use the tensor
-# cores better; smaller ones skip empty tiles more often and fill the GPU at small M.
-# The list holds the shapes whose sm_90 build spills little or nothing for bf16/fp16 operands
-# (kernel_compile_check.py prints registers and stack per shape).
-TILE_CONFIGS = ((64, 64, 64, 8, 2), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3),
-                (128, 128, 32, 8, 3))
+# Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels, per operand
+# precision: 16-bit weights / grads (one operand tile) and fp32 ones (three bf16 parts, three times the
+# operand registers). On a GPU, Triton's autotuner times the list at the first call for each (M rounded
+# up to a power of two, N, K, ...) and keeps the fastest; the CPU interpreter (CI) runs the first.
+# Only shapes whose sm_80 and sm_90 builds spill nothing are listed (kernel_compile_check.py guards it).
+TILE_CONFIGS = {
+    "16bit": ((64, 64, 64, 8, 2), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3)),
+    "fp32": ((64, 64, 32, 8, 3), (64, 32, 32, 4, 3), (32, 64, 32, 4, 3)),
+}
 GATHER_N, GATHER_WARPS = 256, 4
 
 
@@ -145,14 +146,26 @@ def _spike_grad_w_tiles_kernel(
              mask=(offs_n < N)[:, None] & (offs_k < K)[None, :])
 
 
-def tile_configs():
+def _pow2(n: int) -> int:
+    """The power of two >= n (>= 1): the autotuners' M bucket (triton.next_power_of_2 costs microseconds)."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def tile_configs(precision: str):
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=st)
-            for m, n, k, w, st in TILE_CONFIGS]
+            for m, n, k, w, st in TILE_CONFIGS[precision]]
 
 
 def autotuned(kernel, key):
-    """``kernel`` behind Triton's autotuner over TILE_CONFIGS (the plain kernel where Triton is absent)."""
-    return triton.autotune(configs=tile_configs(), key=key)(kernel) if HAS_TRITON else kernel
+    """{precision: ``kernel`` behind Triton's autotuner over that precision's TILE_CONFIGS} (the plain
+    kernel where Triton is absent)."""
+    if not HAS_TRITON:
+        return {p: kernel for p in TILE_CONFIGS}
+    return {p: triton.autotune(configs=tile_configs(p), key=key)(kernel) for p in TILE_CONFIGS}
 
 
 _spike_mm_tiles_tuned = autotuned(_spike_mm_tiles_kernel, ["M_BUCKET", "N", "K", "PARTS", "HAS_BIAS"])
@@ -164,13 +177,13 @@ def use_autotuner(t: torch.Tensor) -> bool:
     return t.is_cuda
 
 
-def launch_tiles(kernel, tuned, grid, *args, **consts):
-    """Launch a tiles kernel: through its autotuner on a GPU, else with the first of TILE_CONFIGS.
-    ``grid(BLOCK_M, BLOCK_N, BLOCK_K)`` gives the launch grid for a tile shape."""
+def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
+    """Launch a tiles kernel: through its autotuner for ``precision`` ("16bit" / "fp32") on a GPU, else
+    with the first of that precision's TILE_CONFIGS. ``grid(BLOCK_M, BLOCK_N, BLOCK_K)`` gives the grid."""
     if use_autotuner(args[0]):
-        tuned[lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
+        tuned[precision][lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
     else:
-        bm, bn, bk, warps, _stages = TILE_CONFIGS[0]
+        bm, bn, bk, warps, _stages = TILE_CONFIGS[precision][0]
         kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
 
 
@@ -204,13 +217,13 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
     b = bias.contiguous() if bias is not None else y
     if algorithm == "gather":
         wt = weight.t().contiguous()
-        _spike_mm_gather_kernel[(M, triton.cdiv(N, GATHER_N))](
+        _spike_mm_gather_kernel[(M, _cdiv(N, GATHER_N))](
             bits, wt, b, y, N, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
     else:
         parts = weight_parts(weight) if parts is None else parts
-        launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned,
-                     lambda bm, bn, bk: (triton.cdiv(M, bm), triton.cdiv(N, bn)),
-                     bits, parts, b, y, M, N, k, W, triton.next_power_of_2(max(M, 1)), PARTS=parts.shape[0],
+        launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",
+                     lambda bm, bn, bk: (_cdiv(M, bm), _cdiv(N, bn)),
+                     bits, parts, b, y, M, N, k, W, _pow2(M), PARTS=parts.shape[0],
                      HAS_BIAS=bias is not None, UPCAST_DOT=not bits.is_cuda)
     return y
 
@@ -229,8 +242,9 @@ def spike_grad_weight_forward(bits, k, grad_y, algorithm):
     if gw.numel() == 0:
         return gw
     launch_tiles(_spike_grad_w_tiles_kernel, _spike_grad_w_tiles_tuned,
-                 lambda bm, bn, bk: (triton.cdiv(N, bn), triton.cdiv(k, bk)),
-                 bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], triton.next_power_of_2(max(M, 1)),
+                 "fp32" if grad_y.dtype == torch.float32 else "16bit",
+                 lambda bm, bn, bk: (_cdiv(N, bn), _cdiv(k, bk)),
+                 bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], _pow2(M),
                  SPLIT=grad_y.dtype == torch.float32, UPCAST_DOT=not bits.is_cuda)
     return gw
 
@@ -266,18 +280,50 @@ def _setup(ctx, inputs, output):
     ctx.save_for_backward(bits, weight)  # the spikes as bits: k/8 bytes a row
 
 
-def _backward(ctx, grad_y):
+def _grads(ctx, grad_y, grad_weight_of):
+    """(grad_x, grad_weight, grad_bias); ``grad_weight_of(bits, k, dY, algorithm)`` runs dY.T @ S."""
     bits, weight = ctx.saved_tensors
     need_x, _, _, need_w, need_b = ctx.needs_input_grad[:5]
     grad_y = grad_y.to(weight.dtype)
     grad_x = (grad_y @ weight).to(ctx.x_dtype) if need_x else None
-    # through the registered op, so that compiled/traced backward graphs see an op, not a launch
-    grad_w = torch.ops.snnkern.spike_grad_weight(bits, ctx.k, grad_y, ctx.algorithm) if need_w else None
+    grad_w = grad_weight_of(bits, ctx.k, grad_y, ctx.algorithm) if need_w else None
     grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
+    return grad_x, grad_w, grad_b
+
+
+def _op_backward(ctx, grad_y):
+    # through the registered op, so that compiled/traced backward graphs see an op, not a launch
+    grad_x, grad_w, grad_b = _grads(ctx, grad_y, torch.ops.snnkern.spike_grad_weight)
     return grad_x, None, None, grad_w, grad_b, None, None
 
 
-spike_linear_op.register_autograd(_backward, setup_context=_setup)
+spike_linear_op.register_autograd(_op_backward, setup_context=_setup)
+
+
+class SpikeLinearFunction(torch.autograd.Function):
+    """Eager autograd path of ``spike_linear_op`` (a registered op costs far more host time per call)."""
+
+    @staticmethod
+    def forward(ctx, x, bits, k, weight, bias, parts, algorithm):
+        # ctx-style: a separate setup_context makes Function.apply bind arguments via inspect every call
+        _setup(ctx, (x, bits, k, weight, bias, parts, algorithm), None)
+        return spike_linear_forward(bits, k, weight, bias, algorithm, parts, x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        grad_x, grad_w, grad_b = _grads(ctx, grad_y, spike_grad_weight_forward)
+        return grad_x, None, None, grad_w, grad_b, None, None
+
+
+def spike_linear_apply(x, bits, k, weight, bias, parts, algorithm):
+    """``spike_linear_op`` on the cheapest path: the registered op while torch.compile traces, the
+    autograd Function when a gradient is needed, else the launcher itself."""
+    if torch.compiler.is_compiling():
+        return spike_linear_op(x, bits, k, weight, bias, parts, algorithm)
+    tensors = (x, weight, bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return SpikeLinearFunction.apply(x, bits, k, weight, bias, parts, algorithm)
+    return spike_linear_forward(bits, k, weight, bias, algorithm, parts, x)
 
 
 def spike_linear_reference(x, weight, bias=None):
@@ -287,6 +333,7 @@ def spike_linear_reference(x, weight, bias=None):
     return y.to(weight.dtype)
 
 
-__all__ = ["ALGORITHMS", "weight_parts", "spike_linear_forward", "spike_linear_op", "spike_linear_reference",
+__all__ = ["ALGORITHMS", "weight_parts", "spike_linear_forward", "spike_linear_op", "spike_linear_apply",
+           "SpikeLinearFunction", "spike_linear_reference",
            "spike_grad_weight_forward", "spike_grad_weight_op",
            "packed_words"]

@@ -12,11 +12,15 @@ from ._triton import tl, triton
 
 WORD_BITS = 32
 PACK_BLOCK_W = 64  # words per program
-TRANSPOSE_BLOCK_K = 128  # columns per program of the bit transpose
+TRANSPOSE_BLOCK_K, TRANSPOSE_WORDS = 32, 8  # columns and output words per program of the bit transpose
 
 
 def packed_words(K: int) -> int:
     return (K + WORD_BITS - 1) // WORD_BITS
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 @triton.jit
@@ -59,17 +63,19 @@ def _transpose_bits_kernel(
     p_ptr,  # [M, W] int32: spikes [M, K] packed along K
     q_ptr,  # [K, WM] int32 out: the same spikes packed along M
     M, K, W, WM,
-    BLOCK_K: tl.constexpr,
+    BLOCK_K: tl.constexpr, WORDS: tl.constexpr,
 ):
-    wm = tl.program_id(0)  # one output word: 32 rows of p
+    # one program: WORDS consecutive output words (32*WORDS rows of p) for BLOCK_K columns, so each
+    # column's stores are WORDS adjacent words (whole 32-byte sectors), not one word per sector
+    wm = tl.program_id(0) * WORDS + tl.arange(0, WORDS)
     ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    rows = wm.to(tl.int64) * 32 + tl.arange(0, 32)
+    rows = tl.program_id(0).to(tl.int64) * (WORDS * 32) + tl.arange(0, WORDS * 32)
     # each column reads the word that holds its bit (32 columns share it), as in the spike_linear tiles
     words = tl.load(p_ptr + rows[:, None] * W + (ks // 32)[None, :],
                     mask=(rows < M)[:, None] & (ks < K)[None, :], other=0)
-    bits = (words >> (ks % 32)[None, :].to(tl.int32)) & 1  # [32 rows, BLOCK_K]
-    word = tl.sum(bits << tl.arange(0, 32)[:, None], axis=0)  # distinct powers of two: sum == OR
-    tl.store(q_ptr + ks.to(tl.int64) * WM + wm, word, mask=ks < K)
+    bits = tl.reshape((words >> (ks % 32)[None, :].to(tl.int32)) & 1, [WORDS, 32, BLOCK_K])
+    word = tl.sum(bits << tl.arange(0, 32)[None, :, None], axis=1)  # [WORDS, BLOCK_K]; sum == OR
+    tl.store(q_ptr + ks[None, :].to(tl.int64) * WM + wm[:, None], word, mask=(wm < WM)[:, None] & (ks < K)[None, :])
 
 
 def transpose_packed_forward(p: torch.Tensor, K: int) -> torch.Tensor:
@@ -79,8 +85,8 @@ def transpose_packed_forward(p: torch.Tensor, K: int) -> torch.Tensor:
     WM = packed_words(M)
     out = torch.empty((K, WM), dtype=torch.int32, device=p.device)
     if out.numel():
-        _transpose_bits_kernel[(WM, triton.cdiv(K, TRANSPOSE_BLOCK_K))](
-            p.contiguous(), out, M, K, W, WM, BLOCK_K=TRANSPOSE_BLOCK_K)
+        _transpose_bits_kernel[(_cdiv(WM, TRANSPOSE_WORDS), _cdiv(K, TRANSPOSE_BLOCK_K))](
+            p.contiguous(), out, M, K, W, WM, BLOCK_K=TRANSPOSE_BLOCK_K, WORDS=TRANSPOSE_WORDS)
     return out
 
 
@@ -96,7 +102,7 @@ def pack_forward(s: torch.Tensor) -> torch.Tensor:
         s2 = s2.view(torch.uint8)  # same bytes; Triton loads uint8 plainly
     out = torch.empty((s2.shape[0], W), dtype=torch.int32, device=s.device)
     if out.numel():
-        _pack_kernel[(s2.shape[0], triton.cdiv(W, PACK_BLOCK_W))](s2, out, K, W, BLOCK_W=PACK_BLOCK_W)
+        _pack_kernel[(s2.shape[0], _cdiv(W, PACK_BLOCK_W))](s2, out, K, W, BLOCK_W=PACK_BLOCK_W)
     return out.reshape(*s.shape[:-1], W)
 
 
@@ -106,7 +112,7 @@ def unpack_forward(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
     out = torch.empty((p2.shape[0], K), dtype=dtype, device=p.device)
     view = out.view(torch.uint8) if dtype == torch.bool else out
     if out.numel():
-        _unpack_kernel[(p2.shape[0], triton.cdiv(W, PACK_BLOCK_W))](p2, view, K, W, BLOCK_W=PACK_BLOCK_W)
+        _unpack_kernel[(p2.shape[0], _cdiv(W, PACK_BLOCK_W))](p2, view, K, W, BLOCK_W=PACK_BLOCK_W)
     return out.reshape(*p.shape[:-1], K)
 
 

@@ -104,13 +104,20 @@ def surrogate_grad_reference(x: torch.Tensor, alpha: float, code: int) -> torch.
 
 class SpikeFn(torch.autograd.Function):
     """Heaviside spike with a surrogate derivative; ``strict`` picks ``x > 0`` (snnTorch) or ``x >= 0``
-    (SpikingJelly).  Used by the reference implementation."""
+    (SpikingJelly).  Used by the reference implementation.  Written with ``setup_context`` and a
+    generated vmap rule, so ``torch.func.grad`` / ``vmap`` / ``jacrev`` work on the reference path."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, alpha: float, code: int, strict: bool):
+    def forward(x, alpha: float, code: int, strict: bool):
+        return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, alpha, code, _strict = inputs
         ctx.save_for_backward(x)
         ctx.alpha, ctx.code = alpha, code
-        return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):

@@ -1,0 +1,138 @@
+"""The host path of a call: one resolved LifSpec, the eager autograd Function, the registered ops under
+torch.compile (also dynamic=True and a first-ever backend="cuda" call inside a compiled region), and
+torch.func transforms."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import snnkern
+from snnkern.functional import TENSOR, if_, if_spec, lif, lif_spec
+from snnkern.ops.lif import SPEC_LEN, LifSpec
+from snnkern.ops.schemas import SPEC_SCHEMA
+
+KERNEL_BACKENDS = [pytest.param("triton", marks=pytest.mark.triton), pytest.param("cuda", marks=pytest.mark.cuda_ext)]
+
+
+def _device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def test_schema_is_generated_from_the_spec():
+    """The option list exists once: LifSpec's fields, in order, are the ops' (and the C++ ops') arguments."""
+    names = [a.name for a in torch.ops.snnkern.lif_fwd.default._schema.arguments]
+    assert names[4:4 + SPEC_LEN] == list(LifSpec._fields)
+    assert names[4 + SPEC_LEN:] == ["save_for_backward", "backend"]
+    native = [a.name for a in torch.ops.snnkern.lif_fwd_native.default._schema.arguments]
+    assert native == names[:-1]  # the C++ op: the same arguments without the backend
+    assert SPEC_SCHEMA.startswith("bool delayed, int reset, float v_reset")
+
+
+def test_spec_is_resolved_once_and_cached():
+    args = ("snntorch", 0.8, None, 1.0, "subtract", 0.0, None, None, "atan", None, torch.float32, False)
+    assert lif_spec(*args) is lif_spec(*args)
+    spec = lif_spec(*args)
+    assert spec.beta_value == 0.8 and spec.delayed and spec.threshold_value == 1.0
+    assert lif_spec("snntorch", TENSOR, None, TENSOR, "subtract", 0.0, None, None, "atan", None, torch.float32,
+                    False).beta_value == 0.0
+    assert if_spec("spikingjelly", 1.0, "hard", 0.0, None, "atan", None, torch.float32, False).beta_value == 1.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(surrogate=["atan"]), "surrogate"),  # unhashable: the cache steps aside, the check still names it
+    (dict(reset={"subtract"}), "reset"),
+    (dict(threshold=-1.0), "threshold"),
+    (dict(beta=float("nan")), "beta"),
+    (dict(alpha=[2.0]), "alpha"),
+])
+def test_named_errors_survive_the_cache(bad, match):
+    x = torch.randn(3, 4)
+    for _ in range(2):  # a second, possibly cached, call raises the same
+        with pytest.raises((TypeError, ValueError), match=match):
+            lif(x, **bad)
+
+
+def test_module_option_changed_after_construction_is_honoured():
+    x = torch.full((2, 1, 3), 0.6)
+    layer = snnkern.nn.IF(threshold=1.0)
+    assert layer(x).sum() == 3  # 0.6, 1.2 -> one spike per neuron at step 2
+    layer.reset()
+    layer.threshold = 0.5
+    assert layer(x).sum() == 6
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_eager_calls_run_the_autograd_function_not_the_op(backend):
+    x = torch.randn(5, 2, 8, device=_device(), requires_grad=True)
+    spikes, v = lif(x, backend=backend)
+    assert type(spikes.grad_fn).__name__ == "LifFunctionBackward"
+    spikes.sum().backward()
+    assert x.grad is not None
+    with torch.no_grad():  # no autograd: the launcher itself, nothing to save
+        spikes, v = lif(x, backend=backend)
+    assert spikes.grad_fn is None
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_compile_fullgraph_dynamic(backend):
+    """dynamic=True turns float options into symbols: the checks must trace, not call math.isfinite."""
+    torch._dynamo.reset()
+    beta = torch.full((8,), 0.8, device=_device(), requires_grad=True)
+
+    def f(x, beta):
+        s, v = lif(x, beta=beta, threshold=0.5, backend=backend)
+        s2, _ = if_(s, convention="spikingjelly", backend=backend)
+        return s2.sum(0) + v
+
+    x = torch.randn(5, 3, 8, device=_device(), requires_grad=True)
+    eager = f(x, beta)
+    compiled = torch.compile(f, fullgraph=True, dynamic=True)
+    for T in (5, 7):  # a second length reuses the dynamic graph
+        xt = torch.randn(T, 3, 8, device=_device())
+        torch.testing.assert_close(compiled(xt, beta), f(xt, beta))
+    out = compiled(x, beta)
+    torch.testing.assert_close(out, eager)
+    (g_c,) = torch.autograd.grad(out.sum(), beta)
+    (g_e,) = torch.autograd.grad(eager.sum(), beta)
+    torch.testing.assert_close(g_c, g_e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda_ext
+def test_first_cuda_backend_call_inside_a_compiled_region():
+    """The extension is loaded at import, so a compiled function may make the process's first
+    backend='cuda' call (tracing an import would fail)."""
+    code = textwrap.dedent("""
+        import torch, snnkern
+        from snnkern.functional import lif
+        f = torch.compile(lambda x: lif(x, backend="cuda")[0].sum(), fullgraph=True)
+        x = torch.randn(4, 2, 8, device="cuda" if torch.cuda.is_available() else "cpu")
+        assert float(f(x)) == float(lif(x, backend="torch")[0].sum())
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_torch_func_on_the_reference():
+    x = torch.randn(4, 3, 8, dtype=torch.float64)
+
+    def f(x):
+        s, v = lif(x, beta=0.8, threshold=0.5, backend="torch")
+        return s.sum() + v.sum()
+
+    xg = x.clone().requires_grad_()
+    f(xg).backward()
+    torch.testing.assert_close(torch.func.grad(f)(x), xg.grad)
+    batched = torch.func.vmap(lambda xi: lif(xi, backend="torch")[0])(torch.randn(2, 4, 3, 8))
+    assert batched.shape == (2, 4, 3, 8)
+    assert torch.func.grad(f)(x).shape == x.shape  # "auto" on CPU is the reference too
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_torch_func_on_a_kernel_backend_is_a_named_error(backend):
+    x = torch.randn(4, 3, 8, device=_device())
+    with pytest.raises(ValueError, match="torch.func"):
+        torch.func.grad(lambda x: lif(x, backend=backend)[0].sum())(x)
