@@ -93,7 +93,7 @@ SNN_HD_OUTLINED float surrogate_grad(float x, float alpha, int kind) {
     }
     case 3: {  // triangle
       float g = alpha - alpha * alpha * fabsf(x);
-      return g > 0.f ? g : 0.f;
+      return g < 0.f ? 0.f : g;  // NaN stays NaN, as torch.clamp_min in the reference
     }
     case 4:  // rectangle
       return fabsf(x) < 0.5f / alpha ? alpha : 0.f;

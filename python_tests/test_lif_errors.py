@@ -120,3 +120,40 @@ def test_triton_backend_rejects_float64():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with pytest.raises(ValueError, match="float64"):
         lif(torch.randn(3, 4, dtype=torch.float64, device=device), backend="triton")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(tau=torch.tensor(0.0)), "tau"),
+    (dict(threshold=torch.tensor(-1.0)), "threshold"),
+    (dict(threshold=torch.tensor([1.0, float("nan")])), "threshold"),
+    (dict(beta=torch.tensor(1.5), convention="spikingjelly"), "beta"),
+    (dict(beta=torch.tensor(float("inf"))), "beta"),
+])
+def test_tensor_valued_options_are_range_checked(kw, match):
+    """Fixed tensors get the checks floats get (once per tensor version)."""
+    with pytest.raises(ValueError, match=match):
+        lif(torch.randn(3, 2), **kw)
+
+
+def test_range_check_follows_in_place_changes():
+    thr = torch.tensor(1.0)
+    lif(torch.randn(3, 2), threshold=thr)
+    thr.fill_(-1.0)  # a new version: checked again
+    with pytest.raises(ValueError, match="threshold"):
+        lif(torch.randn(3, 2), threshold=thr)
+
+
+def test_learnable_tensors_are_not_synced_for_checks():
+    """snnTorch clamps a learnable beta into [0, 1]; out-of-range learnable values are the model's business."""
+    beta = torch.tensor(1.3, requires_grad=True)
+    s, _ = lif(torch.randn(3, 2), beta=beta)
+    s.sum().backward()
+
+
+def test_number_messages_and_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValueError, match=r"beta must be finite; got nan"):
+        lif(torch.randn(3, 2), beta=float("nan"))
+    a, _ = lif(torch.randn(3, 2, generator=torch.Generator().manual_seed(0)), beta=np.float32(0.5), threshold=np.float64(1))
+    b, _ = lif(torch.randn(3, 2, generator=torch.Generator().manual_seed(0)), beta=0.5, threshold=1.0)
+    assert torch.equal(a, b)

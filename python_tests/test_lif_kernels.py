@@ -215,6 +215,32 @@ def test_nan_and_inf_propagate_like_reference(kernel_device, kernel_backend):
         assert s1[1, 0] == 0  # a NaN membrane does not spike
 
 
+@pytest.mark.parametrize("surrogate", ["atan", "sigmoid", "fast_sigmoid", "triangle", "rectangle",
+                                       "straight_through", "snntorch_triangular"])
+def test_nan_gradients_like_reference(kernel_device, kernel_backend, surrogate):
+    """A NaN membrane gives the same gradient on every backend, surrogate by surrogate (the triangle's
+    clamp must keep a NaN, as torch.clamp_min does)."""
+    x = torch.full((3, 4), 0.3)
+    x[1, 0] = float("nan")
+    grads = []
+    for backend in (kernel_backend, "torch"):
+        xb = x.to(kernel_device).requires_grad_()
+        s, v = lif(xb, surrogate=surrogate, backend=backend)
+        s.sum().backward()
+        grads.append(xb.grad)
+    assert torch.equal(grads[0].isnan(), grads[1].isnan())
+    finite = ~grads[1].isnan()
+    torch.testing.assert_close(grads[0][finite], grads[1][finite])
+
+
+@pytest.mark.parametrize("spike_dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_every_float_spike_dtype_on_every_backend(kernel_device, kernel_backend, spike_dtype):
+    x = torch.randn(5, 3, 8, device=kernel_device)
+    s, v = lif(x, spike_dtype=spike_dtype, backend=kernel_backend)
+    r, _ = lif(x, spike_dtype=spike_dtype, backend="torch")
+    assert s.dtype == spike_dtype and torch.equal(s, r)
+
+
 @pytest.mark.parametrize("convention,expected", [("snntorch", 0.0), ("spikingjelly", 1.0)])
 def test_threshold_ties(kernel_device, kernel_backend, convention, expected):
     """A membrane exactly at threshold: snnTorch '>' does not spike, SpikingJelly '>=' does."""

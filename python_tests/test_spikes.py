@@ -381,3 +381,25 @@ def test_opcheck_spike_ops():
 
 def test_top_level_exports():
     assert snnkern.pack_spikes is pack_spikes and snnkern.spike_linear is spike_linear
+
+
+ALL_PACK_BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton),
+                     pytest.param("cuda", marks=pytest.mark.cuda_ext)]
+
+
+@pytest.mark.parametrize("backend", ALL_PACK_BACKENDS)
+def test_zero_rows_round_trip(backend):
+    d = dev() if backend != "torch" else "cpu"
+    words = pack_spikes(torch.zeros(0, 40, device=d), backend=backend)
+    assert words.shape == (0, 2)
+    assert unpack_spikes(words, 40, backend=backend).shape == (0, 40)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.int8, torch.bool, torch.bfloat16])
+@pytest.mark.parametrize("backend", ALL_PACK_BACKENDS)
+def test_unpack_to_any_dtype(backend, dtype):
+    d = dev() if backend != "torch" else "cpu"
+    s = spikes((6, 45), 0.3, seed=40).to(d)
+    words = pack_spikes(s, backend=backend)
+    out = unpack_spikes(words, 45, dtype=dtype, backend=backend)
+    assert out.dtype == dtype and torch.equal(out, s.to(dtype))

@@ -259,12 +259,95 @@ def test_spikingjelly_network_swap(backend, device):
 
 
 def test_spikingjelly_unsupported_options_are_left_and_reported():
-    net = nn.Sequential(sj_neuron.LIFNode(store_v_seq=True),
-                        sj_neuron.IFNode(surrogate_function=sj_surrogate.SoftSign()), sj_neuron.IFNode())
+    net = nn.Sequential(sj_neuron.IFNode(surrogate_function=sj_surrogate.SoftSign()), sj_neuron.IFNode(),
+                        sj_neuron.LIFNode(), sj_neuron.ParametricLIFNode())
     with pytest.warns(UserWarning):
         report = snnkern.swap(net)
-    assert [r[0] for r in report.left] == ["0", "1"] and [r[0] for r in report.swapped] == ["2"]
-    assert "store_v_seq" in report.left[0][2][0] and "SoftSign" in report.left[1][2][0]
+    assert [r[0] for r in report.left] == ["0"] and [r[0] for r in report.swapped] == ["1", "2", "3"]
+    assert "SoftSign" in report.left[0][2][0]
+    # each entry under its own class name (not the longest name containing it)
+    assert [r[1] for r in report.swapped] == ["spikingjelly IFNode", "spikingjelly LIFNode",
+                                              "spikingjelly ParametricLIFNode"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spikingjelly_store_v_seq(backend, device):
+    original = sj_neuron.LIFNode(tau=2.0, step_mode="m", store_v_seq=True).to(device)
+    report = swapped_copy(original, backend)
+    x = seq(21).to(device)
+    s_ref, s_new = original(x), report.model(x)
+    assert torch.equal(s_ref, s_new)
+    close(report.model.v_seq, original.v_seq, "v_seq")
+    report.model.store_v_seq = False  # switched off after the swap: honoured too
+    sj_functional.reset_net(report.model)
+    report.model(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spikingjelly_batch_size_change_restarts_like_the_original(backend, device):
+    original = sj_neuron.IFNode(step_mode="m").to(device)
+    report = swapped_copy(original, backend)
+    for batch in (3, 5):  # no reset_net between: a new batch size starts from v_reset in both
+        x = seq(22 + batch, (T, batch, N)).to(device)
+        assert torch.equal(original(x), report.model(x))
+
+
+def test_options_set_after_the_swap_are_refused_by_name():
+    for change, name in ((lambda m: setattr(m, "inhibition", True), "inhibition"),
+                         (lambda m: m.graded_spikes_factor.fill_(2.0), "graded_spikes_factor"),
+                         (lambda m: setattr(m, "reset_delay", False), "reset_delay")):
+        neuron = snntorch.Leaky(beta=0.9)
+        snnkern.swap(neuron)
+        neuron(torch.randn(2, 4), neuron.init_leaky())  # fine as configured
+        change(neuron)
+        with pytest.raises(ValueError, match=name):
+            neuron(torch.randn(2, 4), neuron.init_leaky())
+    node = sj_neuron.IFNode()
+    snnkern.swap(node)
+    node.surrogate_function = sj_surrogate.SoftSign()
+    with pytest.raises(ValueError, match="SoftSign"):
+        node(torch.randn(2, 4))
+
+
+def test_swapped_copy_keeps_snntorch_reset_working():
+    """inplace=False: the copy's init_hidden layers join snnTorch's registry, so utils.reset clears them."""
+    net = nn.Sequential(nn.Linear(4, 6), snntorch.Leaky(beta=0.8, init_hidden=True))
+    copy_ = snnkern.swap(net, inplace=False).model
+    x = torch.randn(3, 4) * 3
+    outs = []
+    for _ in range(2):  # the same sample twice, reset between: the same spikes
+        snn_utils.reset(copy_)
+        outs.append(torch.stack([copy_(x) for _ in range(4)]))
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_spikingjelly_is_announced(dtype):
+    node = sj_neuron.IFNode(step_mode="m")
+    snnkern.swap(node)
+    with pytest.warns(UserWarning, match="float32"):
+        node(torch.randn(4, 2, 8).to(dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per layer
+        sj_functional.reset_net(node)
+        node(torch.randn(4, 2, 8).to(dtype))
+
+
+def test_swapped_leaky_compiles_fullgraph():
+    neuron = snntorch.Leaky(beta=0.9)
+    snnkern.swap(neuron, backend="torch")
+
+    def loop(x):
+        mem = torch.zeros_like(x[0])
+        out = []
+        for t in range(x.shape[0]):
+            spk, mem = neuron(x[t], mem)
+            out.append(spk)
+        return torch.stack(out)
+
+    x = seq(30, (4, 2, 8))
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(loop, fullgraph=True)(x), loop(x))
 
 
 def test_swap_is_idempotent_and_checks_arguments():

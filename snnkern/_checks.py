@@ -1,6 +1,8 @@
 """Argument checks shared by the functional API and the modules: every message names the argument."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
@@ -32,9 +34,15 @@ def check_state(v, x: torch.Tensor, name: str = "v0") -> None:
         raise ValueError(f"{name} must have shape {tuple(x.shape[1:])} (x_seq.shape[1:]), got {tuple(v.shape)}")
 
 
+def _rule(low, high, low_open) -> str:
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"<= {high}"
+    return " and ".join(r for r in (lo, hi) if r)
+
+
 def check_number(value, name: str, *, low=None, high=None, low_open=False) -> float:
-    """A finite real number within [low, high] (or (low, high] with low_open)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real number (Python or NumPy) within [low, high] (or (low, high] with low_open)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, numbers.Real)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)
     # finite <=> v - v == 0 (inf - inf and NaN give NaN): unlike math.isfinite, torch.compile can trace it
@@ -43,11 +51,29 @@ def check_number(value, name: str, *, low=None, high=None, low_open=False) -> fl
     bad |= low is not None and (value <= low if low_open else value < low)
     bad |= high is not None and value > high
     if bad:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"<= {high}"
-        rule = " and ".join(r for r in (lo, hi) if r) or "finite"
-        raise ValueError(f"{name} must be finite and {rule}; got {value}")
+        rule = _rule(low, high, low_open)
+        raise ValueError(f"{name} must be finite{' and ' + rule if rule else ''}; got {value}")
     return value
+
+
+def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_open=False) -> None:
+    """The values of a fixed (not learnable) tensor-valued beta / tau / threshold, as ``check_number``
+    checks a float. Checked once per version of the tensor (on a GPU that is one sync, then none until
+    the tensor changes); learnable ones are the optimizer's to keep in range (the NaN/inf policy holds)."""
+    if p.requires_grad or torch.compiler.is_compiling():
+        return
+    if getattr(p, "_snnkern_checked", None) == (p._version, low, high, low_open):
+        return
+    ok = torch.isfinite(p)
+    if low is not None:
+        ok &= (p > low) if low_open else (p >= low)
+    if high is not None:
+        ok &= p <= high
+    if not bool(ok.all()):
+        rule = _rule(low, high, low_open)
+        raise ValueError(f"{name} must hold finite values{' ' + rule if rule else ''}; got values in "
+                         f"[{p.min().item():g}, {p.max().item():g}]" + (" (or NaN)" if p.isnan().any() else ""))
+    p._snnkern_checked = (p._version, low, high, low_open)
 
 
 def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:

@@ -95,7 +95,7 @@ def lif(
     _checks.check_sequence(x_seq)
     _checks.check_state(v0, x_seq)
     return lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend,
-                   lif_spec(convention, _marker(beta), _marker(tau), _marker(threshold), reset, v_reset, decay_input,
+                   lif_spec(convention, spec_value(beta), spec_value(tau), spec_value(threshold), reset, v_reset, decay_input,
                             detach_reset, surrogate, alpha, spike_dtype or x_seq.dtype, return_membrane))
 
 
@@ -123,14 +123,15 @@ def if_(
     _checks.check_sequence(x_seq)
     _checks.check_state(v0, x_seq)
     return lif_run(x_seq, v0, None, None, threshold, check_finite, backend,
-                   if_spec(convention, _marker(threshold), reset, v_reset, detach_reset, surrogate, alpha,
+                   if_spec(convention, spec_value(threshold), reset, v_reset, detach_reset, surrogate, alpha,
                            spike_dtype or x_seq.dtype, return_membrane))
 
 
 TENSOR = object()  # stands for a tensor-valued beta/tau/threshold in the cached spec's key
 
 
-def _marker(value):
+def spec_value(value):
+    """A beta / tau / threshold as the cached spec takes it: tensors become TENSOR (their values stay out)."""
     return TENSOR if isinstance(value, torch.Tensor) else value
 
 
@@ -218,12 +219,19 @@ def lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend, spec: LifSpe
     beta_t = thr_t = None
     if isinstance(tau, torch.Tensor):
         _checks.check_param_tensor(tau, x_seq, "tau")
+        _checks.check_param_values(tau, "tau", low=1.0)
         beta_t = 1.0 - 1.0 / tau
     elif isinstance(beta, torch.Tensor):
         _checks.check_param_tensor(beta, x_seq, "beta")
-        beta_t = beta.clamp(0.0, 1.0) if spec.delayed else beta  # snnTorch's Leaky clamps beta
+        if spec.delayed:  # snnTorch's Leaky clamps beta to [0, 1]: any finite value is valid
+            _checks.check_param_values(beta, "beta")
+            beta_t = beta.clamp(0.0, 1.0)
+        else:
+            _checks.check_param_values(beta, "beta", low=0.0, high=1.0)
+            beta_t = beta
     if isinstance(threshold, torch.Tensor):
         _checks.check_param_tensor(threshold, x_seq, "threshold")
+        _checks.check_param_values(threshold, "threshold", low=0.0, low_open=True)
         thr_t = threshold
     needs_grad = torch.is_grad_enabled() and (
         x_seq.requires_grad or (v0 is not None and v0.requires_grad) or (beta_t is not None and beta_t.requires_grad)

@@ -7,9 +7,14 @@ own machinery keeps working: ``snntorch.utils.reset``, ``init_leaky``/``reset_me
 ``functional.reset_net``/``detach_net``/``set_step_mode``.
 
 Options are read at every call (as the originals do), so changing e.g. ``reset_mechanism`` or
-``v_threshold`` after the swap is honoured; an option that becomes unsupported raises.
+``v_threshold`` after the swap is honoured; an option that becomes unsupported after the swap
+(snnTorch ``inhibition``, ``graded_spikes_factor``, ``reset_delay=False``, ...) raises a named
+ValueError at the next call. SpikingJelly's ``store_v_seq=True`` fills ``v_seq``; half-precision
+SpikingJelly input is computed in float32 (announced once per layer with a warning).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -53,6 +58,43 @@ def spikingjelly_surrogate(fn):
     return SPIKINGJELLY_SURROGATES[cls.__name__], float(fn.alpha)
 
 
+def _is_one(t) -> bool:
+    return t.numel() == 1 and float(t) == 1.0
+
+
+def snntorch_leaky_unsupported(m) -> list[str]:
+    problems = []
+    if m.surrogate_disable:
+        problems.append("surrogate_disable=True")
+    if snntorch_surrogate(m.spike_grad) is None:
+        problems.append(f"spike_grad={getattr(m.spike_grad, '__qualname__', m.spike_grad)!r} (not an exact snnkern surrogate)")
+    if m.inhibition:
+        problems.append("inhibition=True")
+    if m.state_quant:
+        problems.append("state_quant")
+    if not getattr(m, "reset_delay", True):
+        problems.append("reset_delay=False")
+    if m._reset_mechanism not in SNNTORCH_RESETS:
+        problems.append(f"reset_mechanism={m._reset_mechanism!r}")
+    gsf = m.graded_spikes_factor
+    if gsf.requires_grad or not _is_one(gsf):
+        problems.append("graded_spikes_factor != 1")
+    return problems
+
+
+def spikingjelly_node_unsupported(m) -> list[str]:
+    problems = []
+    if spikingjelly_surrogate(m.surrogate_function) is None:
+        problems.append(f"surrogate_function={m.surrogate_function!r} (not an exact snnkern surrogate)")
+    if getattr(m, "_neuron_precision", None) is not None:
+        problems.append("custom neuron precision")
+    if not isinstance(m.v_threshold, (int, float)):
+        problems.append("non-float v_threshold")
+    if m.v_reset is not None and not isinstance(m.v_reset, (int, float)):
+        problems.append("non-float v_reset")
+    return problems
+
+
 def _resolve(resolver, fn, what):
     found = resolver(fn)
     if found is None:
@@ -60,10 +102,34 @@ def _resolve(resolver, fn, what):
     return found
 
 
+def _refuse(layer, problems):
+    raise ValueError(f"{type(layer).__name__} (swapped by snnkern) has option(s) set after the swap that snnkern "
+                     f"cannot reproduce exactly: {'; '.join(problems)}; swap a layer configured this way is refused "
+                     f"too (snnkern.swap leaves it as it is)")
+
+
 class SnnkernLeaky:
     """Mixin for ``snntorch.Leaky``: its ``forward`` on the fused single-step kernel."""
 
     snnkern_backend = "auto"
+
+    def snnkern_options(self):
+        """(surrogate, alpha) of the current options, re-validated whenever one changed since the last call:
+        a swapped layer reproduces the original exactly or refuses with a named error. The check runs
+        once per change (reading graded_spikes_factor syncs a GPU), and is skipped while torch.compile
+        traces (``swap`` ran it, so the cache is there)."""
+        gsf = self.graded_spikes_factor
+        key = (self.spike_grad, self.inhibition, self.state_quant, getattr(self, "reset_delay", True),
+               self._reset_mechanism, self.surrogate_disable, gsf, gsf._version, gsf.requires_grad)
+        cached = self.__dict__.get("_snnkern_checked")
+        if cached is not None and (torch.compiler.is_compiling() or _same(cached[0], key)):
+            return cached[1]
+        problems = snntorch_leaky_unsupported(self)
+        if problems:
+            _refuse(self, problems)
+        options = _resolve(snntorch_surrogate, self.spike_grad, "spike_grad")
+        self.__dict__["_snnkern_checked"] = (key, options)  # holds the objects: their ids cannot be reused
+        return options
 
     def forward(self, input_, mem=None):
         # the same control flow as snntorch.Leaky.forward (reset_delay=True)
@@ -73,7 +139,7 @@ class SnnkernLeaky:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_)
-        surrogate, alpha = _resolve(snntorch_surrogate, self.spike_grad, "spike_grad")
+        surrogate, alpha = self.snnkern_options()
         spk, self.mem = lif(input_.unsqueeze(0), self.mem, beta=self.beta, threshold=self.threshold,
                             reset=SNNTORCH_RESETS[self._reset_mechanism], convention="snntorch", surrogate=surrogate,
                             alpha=alpha, backend=self.snnkern_backend)
@@ -86,6 +152,11 @@ class SnnkernLeaky:
         return f"snnkern backend={self.snnkern_backend!r}"
 
 
+def _same(a: tuple, b: tuple) -> bool:
+    """Option keys equal: objects by identity, plain values by value (a tensor's == is elementwise)."""
+    return len(a) == len(b) and all(x is y or (not isinstance(x, torch.Tensor) and x == y) for x, y in zip(a, b))
+
+
 class _SnnkernNode:
     """Mixin for SpikingJelly nodes: single- and multi-step forward on the fused kernel."""
 
@@ -94,26 +165,49 @@ class _SnnkernNode:
     def _neuron_call(self, x_seq, v0, kw):
         raise NotImplementedError
 
+    def snnkern_options(self):
+        """(surrogate, alpha), with the options re-checked at every call (attribute reads only)."""
+        if torch.compiler.is_compiling():
+            return _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
+        problems = spikingjelly_node_unsupported(self)
+        if problems:
+            _refuse(self, problems)
+        return _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
+
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
         if args or kwargs:
             raise TypeError(f"{type(self).__name__} takes only the input sequence")
-        surrogate, alpha = _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
+        surrogate, alpha = self.snnkern_options()
+        if x_seq.dtype in (torch.float16, torch.bfloat16) and not self.__dict__.get("_snnkern_half_announced"):
+            warnings.warn(f"{type(self).__name__} (swapped by snnkern): {x_seq.dtype} input; snnkern computes the "
+                          "membrane in float32 and returns it as float32 (SpikingJelly computes in the input dtype), "
+                          "so a spike at an exact threshold tie can differ", stacklevel=3)
+            self.__dict__["_snnkern_half_announced"] = True
+        store = bool(getattr(self, "store_v_seq", False))
         kw = dict(threshold=self.v_threshold, reset="subtract" if self.v_reset is None else "hard",
                   v_reset=0.0 if self.v_reset is None else self.v_reset, convention="spikingjelly",
-                  detach_reset=self.detach_reset, surrogate=surrogate, alpha=alpha, backend=self.snnkern_backend)
-        spikes, self.v = self._neuron_call(x_seq, self._initial_state(x_seq[0]), kw)
+                  detach_reset=self.detach_reset, surrogate=surrogate, alpha=alpha, backend=self.snnkern_backend,
+                  return_membrane=store)
+        out = self._neuron_call(x_seq, self._initial_state(x_seq[0]), kw)
+        if store:  # SpikingJelly's v_seq: the membrane after every step's reset
+            spikes, self.v, self.v_seq = out
+        else:
+            spikes, self.v = out
         return spikes
 
     def single_step_forward(self, x: torch.Tensor, *args, **kwargs):
         return self.multi_step_forward(x.unsqueeze(0), *args, **kwargs)[0]
 
     def _initial_state(self, x0):
-        """SpikingJelly keeps v as a float until the first step; None lets the kernel start from it."""
+        """SpikingJelly keeps v as a float until the first step, and starts again from it when the stored
+        state does not have the input's shape (a new batch size); None lets the kernel start from it."""
         v = self.v
         default = 0.0 if self.v_reset is None else self.v_reset
         if isinstance(v, (int, float)):
             return None if float(v) == default else torch.full_like(x0, float(v), dtype=torch.float32)
-        return v.expand_as(x0) if v.shape != x0.shape else v
+        if v.shape != x0.shape:
+            return None
+        return v
 
     def extra_repr(self):
         return super().extra_repr() + f", snnkern backend={self.snnkern_backend!r}"

@@ -17,46 +17,7 @@ from torch import nn
 
 from .._dispatch import BACKENDS
 from .._checks import check_choice
-from .compat import SNNTORCH_RESETS, snntorch_surrogate, spikingjelly_surrogate
-
-
-def _is_one(t) -> bool:
-    return t.numel() == 1 and float(t) == 1.0
-
-
-def _snntorch_leaky_unsupported(m) -> list[str]:
-    problems = []
-    if m.surrogate_disable:
-        problems.append("surrogate_disable=True")
-    if snntorch_surrogate(m.spike_grad) is None:
-        problems.append(f"spike_grad={getattr(m.spike_grad, '__qualname__', m.spike_grad)!r} (not an exact snnkern surrogate)")
-    if m.inhibition:
-        problems.append("inhibition=True")
-    if m.state_quant:
-        problems.append("state_quant")
-    if not getattr(m, "reset_delay", True):
-        problems.append("reset_delay=False")
-    if m._reset_mechanism not in SNNTORCH_RESETS:
-        problems.append(f"reset_mechanism={m._reset_mechanism!r}")
-    gsf = m.graded_spikes_factor
-    if gsf.requires_grad or not _is_one(gsf):
-        problems.append("graded_spikes_factor != 1")
-    return problems
-
-
-def _spikingjelly_node_unsupported(m) -> list[str]:
-    problems = []
-    if spikingjelly_surrogate(m.surrogate_function) is None:
-        problems.append(f"surrogate_function={m.surrogate_function!r} (not an exact snnkern surrogate)")
-    if getattr(m, "store_v_seq", False):
-        problems.append("store_v_seq=True")
-    if getattr(m, "_neuron_precision", None) is not None:
-        problems.append("custom neuron precision")
-    if not isinstance(m.v_threshold, (int, float)):
-        problems.append("non-float v_threshold")
-    if m.v_reset is not None and not isinstance(m.v_reset, (int, float)):
-        problems.append("non-float v_reset")
-    return problems
+from .compat import snntorch_leaky_unsupported, spikingjelly_node_unsupported
 
 
 @dataclass(frozen=True)
@@ -66,13 +27,17 @@ class SwapRule:
     fast_module: str  # module holding FAST = {foreign class: snnkern subclass}
     unsupported: Callable[[nn.Module], list]  # options snnkern cannot reproduce exactly
 
+    @property
+    def class_name(self) -> str:
+        return self.foreign.rsplit(" ", 1)[-1].rsplit(".", 1)[-1]
+
 
 SWAP_TABLE = [
-    SwapRule("snntorch", "snntorch.Leaky", "snnkern.convert._snntorch", _snntorch_leaky_unsupported),
-    SwapRule("spikingjelly", "spikingjelly LIFNode", "snnkern.convert._spikingjelly", _spikingjelly_node_unsupported),
-    SwapRule("spikingjelly", "spikingjelly IFNode", "snnkern.convert._spikingjelly", _spikingjelly_node_unsupported),
+    SwapRule("snntorch", "snntorch.Leaky", "snnkern.convert._snntorch", snntorch_leaky_unsupported),
+    SwapRule("spikingjelly", "spikingjelly LIFNode", "snnkern.convert._spikingjelly", spikingjelly_node_unsupported),
+    SwapRule("spikingjelly", "spikingjelly IFNode", "snnkern.convert._spikingjelly", spikingjelly_node_unsupported),
     SwapRule("spikingjelly", "spikingjelly ParametricLIFNode", "snnkern.convert._spikingjelly",
-             _spikingjelly_node_unsupported),
+             spikingjelly_node_unsupported),
 ]
 
 
@@ -98,9 +63,21 @@ def _fast_classes() -> dict:
     for rule in SWAP_TABLE:
         if rule.library in sys.modules:
             for foreign, fast in importlib.import_module(rule.fast_module).FAST.items():
-                if foreign.__name__ in rule.foreign:
+                if foreign.__name__ == rule.class_name:  # exact: "LIFNode" is part of "ParametricLIFNode"
                     table[foreign] = (rule, fast)
     return table
+
+
+def _register_snntorch_copies(model: nn.Module) -> None:
+    """snnTorch finds its neurons for ``snntorch.utils.reset`` (init_hidden state) in a class-level registry
+    that a deep copy does not join: add the copies, or their state would leak across batches."""
+    if "snntorch" not in sys.modules:
+        return
+    from snntorch._neurons.neurons import SpikingNeuron
+
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron) and not any(m is i for i in SpikingNeuron.instances):
+            SpikingNeuron.instances.append(m)
 
 
 def swap(model: nn.Module, inplace: bool = True, *, backend: str = "auto") -> SwapReport:
@@ -117,6 +94,7 @@ def swap(model: nn.Module, inplace: bool = True, *, backend: str = "auto") -> Sw
     check_choice(backend, "backend", BACKENDS)
     if not inplace:
         model = copy.deepcopy(model)
+        _register_snntorch_copies(model)
     report = SwapReport(model)
     table = _fast_classes()
     for name, module in model.named_modules():
@@ -132,5 +110,6 @@ def swap(model: nn.Module, inplace: bool = True, *, backend: str = "auto") -> Sw
             continue
         module.__class__ = fast
         module.snnkern_backend = backend
+        module.snnkern_options()  # validates now and caches what a compiled forward reads
         report.swapped.append((name, rule.foreign, f"{fast.__module__}.{fast.__name__}"))
     return report

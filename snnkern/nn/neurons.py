@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import _checks
 from .._dispatch import BACKENDS, last_backend
-from ..functional import CONVENTIONS, RESETS, TENSOR, _marker, if_spec, lif_run, lif_spec
+from ..functional import CONVENTIONS, RESETS, TENSOR, spec_value, if_spec, lif_run, lif_spec
 from ..ops.surrogate import resolve_surrogate
 
 
@@ -130,7 +130,7 @@ class LIF(SpikingNeuron):
         self.decay_input = decay_input
 
     def _run(self, x_seq, v0, return_membrane):
-        spec = lif_spec(self.convention, _marker(self.beta), None, _marker(self.threshold), self.reset_mode,
+        spec = lif_spec(self.convention, spec_value(self.beta), None, spec_value(self.threshold), self.reset_mode,
                         self.v_reset, self.decay_input, self.detach_reset, self.surrogate, self.alpha,
                         self._spike_dtype(x_seq), return_membrane)
         return lif_run(x_seq, v0, self.beta, None, self.threshold, False, self.backend, spec)
@@ -150,7 +150,7 @@ class IF(SpikingNeuron):
                          learn_threshold=learn_threshold, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq)
 
     def _run(self, x_seq, v0, return_membrane):
-        spec = if_spec(self.convention, _marker(self.threshold), self.reset_mode, self.v_reset, self.detach_reset,
+        spec = if_spec(self.convention, spec_value(self.threshold), self.reset_mode, self.v_reset, self.detach_reset,
                        self.surrogate, self.alpha, self._spike_dtype(x_seq), return_membrane)
         return lif_run(x_seq, v0, None, None, self.threshold, False, self.backend, spec)
 
@@ -178,7 +178,7 @@ class PLIF(SpikingNeuron):
         return 1.0 / self.w.detach().sigmoid()
 
     def _run(self, x_seq, v0, return_membrane):
-        spec = lif_spec(self.convention, TENSOR, None, _marker(self.threshold), self.reset_mode, self.v_reset,
+        spec = lif_spec(self.convention, TENSOR, None, spec_value(self.threshold), self.reset_mode, self.v_reset,
                         self.decay_input, self.detach_reset, self.surrogate, self.alpha, self._spike_dtype(x_seq),
                         return_membrane)
         return lif_run(x_seq, v0, 1.0 - self.w.sigmoid(), None, self.threshold, False, self.backend, spec)

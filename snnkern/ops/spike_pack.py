@@ -149,4 +149,5 @@ def pack_reference(s: torch.Tensor) -> torch.Tensor:
 def unpack_reference(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
     shifts = torch.arange(WORD_BITS, device=p.device, dtype=torch.int32)
     bits = (p.unsqueeze(-1) >> shifts) & 1
-    return bits.reshape(*p.shape[:-1], -1)[..., :K].to(dtype)
+    # the length spelled out: -1 cannot be inferred when there are no rows
+    return bits.reshape(*p.shape[:-1], p.shape[-1] * WORD_BITS)[..., :K].to(dtype)

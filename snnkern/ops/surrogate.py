@@ -72,7 +72,8 @@ def _surrogate_grad(x, alpha, KIND: tl.constexpr):
         d = alpha * tl.abs(x) + 1.0
         g = 1.0 / (d * d)
     elif KIND == 3:  # triangle
-        g = tl.maximum(alpha - alpha * alpha * tl.abs(x), 0.0)
+        g = alpha - alpha * alpha * tl.abs(x)
+        g = tl.where(g < 0.0, 0.0, g)  # not tl.maximum: a NaN must stay NaN, as torch.clamp_min keeps it
     elif KIND == 4:  # rectangle
         g = tl.where(tl.abs(x) < 0.5 / alpha, alpha, 0.0)
     elif KIND == 5:  # straight_through

@@ -125,6 +125,11 @@ def native_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
         spikes, v_last, v_seq, ckpt = native_forward(x, v0, beta, threshold, spec._replace(spike_dtype=torch.uint8),
                                                      save_ckpt)
         return torch.ops.snnkern.pack_spikes_native(spikes), v_last, v_seq, ckpt
+    if spec.spike_dtype not in (x.dtype, torch.bool, torch.uint8):
+        # the C++ kernels write spikes in x's dtype or as bytes; 0/1 convert exactly to any other float
+        spikes, v_last, v_seq, ckpt = native_forward(x, v0, beta, threshold, spec._replace(spike_dtype=x.dtype),
+                                                     save_ckpt)
+        return spikes.to(spec.spike_dtype), v_last, v_seq, ckpt
     shape = x.shape[1:]
     N = shape.numel()
     return torch.ops.snnkern.lif_fwd_native(x, v0, _native_param(beta, shape, N), _native_param(threshold, shape, N),
