@@ -54,8 +54,8 @@ stage_sanitize() {
 }
 
 stage_kernels() {
-  run kernels $PY -m pytest bench/test_lif.py bench/test_spike_linear.py -q -p no:cacheprovider \
-    --benchmark-json="$OUT/kernels.json"
+  run kernels $PY -m pytest bench/test_lif.py bench/test_spike_linear.py bench/test_overhead.py -q -s \
+    -p no:cacheprovider --benchmark-json="$OUT/kernels.json"
 }
 
 stage_networks() {

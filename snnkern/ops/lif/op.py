@@ -62,6 +62,8 @@ class LifFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, beta, threshold, spec: LifSpec, backend: str):
+        # the kernels read x contiguous: copy a strided x once and keep that copy for the backward
+        x = x.contiguous()
         out = FORWARD[backend](x, v0, beta, threshold, spec, True)
         ctx.spec, ctx.backend = spec, backend
         ctx.save_for_backward(x, v0, beta, threshold, out[3])
