@@ -403,3 +403,103 @@ def test_unpack_to_any_dtype(backend, dtype):
     words = pack_spikes(s, backend=backend)
     out = unpack_spikes(words, 45, dtype=dtype, backend=backend)
     assert out.dtype == dtype and torch.equal(out, s.to(dtype))
+
+
+# ---- defects found by fuzzing: each is refused by name or computed like the dense product ----------------
+
+
+@KERNEL
+def test_gather_ignores_padding_bits_past_k():
+    """Set padding bits in packed input never reach past W's K rows (an out-of-bounds read on a GPU)."""
+    d = dev()
+    s = spikes((4, 40), 0.5, seed=50).to(d)
+    words = pack_spikes(s)
+    words[:, -1] |= torch.tensor(-(1 << 8), dtype=torch.int32, device=d)  # bits 8..31 of the last word: k >= 40
+    w = torch.randn(6, 40, generator=torch.Generator().manual_seed(51)).to(d)
+    for algorithm in ("gather", "tiles", "dense"):
+        torch.testing.assert_close(spike_linear(words, w, algorithm=algorithm, backend="triton"), s @ w.t())
+
+
+@KERNEL
+def test_weight_parts_cache_must_match_its_weight():
+    from snnkern.ops.spike_linear import weight_parts
+
+    d = dev()
+    s = spikes((5, 30), 0.4, seed=52).to(d)
+    w = torch.randn(7, 30, generator=torch.Generator().manual_seed(53)).to(d)
+    parts = weight_parts(w)
+    spike_linear(s, w, algorithm="tiles", weight_parts_cache=parts, backend="triton")  # the right one: fine
+    with pytest.raises(ValueError, match="weight_parts_cache must be"):
+        spike_linear(s, w[:6], algorithm="tiles", weight_parts_cache=parts, backend="triton")  # wrong shape
+    with torch.no_grad():
+        w.mul_(2.0)  # the weight changed in place: the cache is stale
+    with pytest.raises(ValueError, match="stale"):
+        spike_linear(s, w, algorithm="tiles", weight_parts_cache=parts, backend="triton")
+    other = torch.randn(7, 30).to(d)
+    with pytest.raises(ValueError, match="stale"):
+        spike_linear(s, w, algorithm="tiles", weight_parts_cache=weight_parts(other), backend="triton")
+
+
+def test_weight_split_is_exact_for_every_finite_fp32():
+    from snnkern.ops.spike_linear import weight_parts
+
+    w = torch.tensor([[3.4e38, -3.4028235e38, 1e-30, -2.5e-35, 1.0000001, 0.0, 123456.789]])
+    parts = weight_parts(w)
+    assert torch.isfinite(parts).all()
+    total = parts.double().sum(0)
+    big = w.abs() > 1e-30  # below, the last part is a bf16 subnormal: its error is < 1e-37 absolute
+    assert torch.equal(total[big].float(), w[big])
+    assert (total - w.double()).abs().max() < 1e-37
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather"])
+def test_non_finite_weights_are_refused_by_the_event_driven_algorithms(algorithm):
+    d = dev()
+    s = torch.zeros(3, 8, device=d)
+    s[:, 0] = 1  # input 1 never spikes
+    w = torch.randn(4, 8, device=d)
+    w[2, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        spike_linear(s, w, algorithm=algorithm, backend="triton")
+    assert spike_linear(s, w, algorithm="dense", backend="triton").isnan().any()  # dense: IEEE, as F.linear
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "dense"])
+def test_bias_and_spikes_of_other_dtypes(backend, algorithm):
+    d = dev() if backend == "triton" else "cpu"
+    s = spikes((5, 20), 0.3, seed=54).to(d)
+    w = torch.randn(3, 20, generator=torch.Generator().manual_seed(55)).to(d)
+    b = torch.randn(3, dtype=torch.float64).to(d)
+    expected = s @ w.t() + b.float()
+    for x in (s, s.double()):  # float64 spikes run on every backend
+        y = spike_linear(x, w, b, algorithm=algorithm, backend=backend)
+        assert y.dtype == torch.float32
+        torch.testing.assert_close(y, expected)
+
+
+@KERNEL
+def test_auto_decides_on_the_previous_calls_rate_without_measuring(monkeypatch):
+    """SpikeLinear(algorithm="auto") never measures the rate of the call it is in (that is a device sync):
+    it uses the rate of its previous call, which arrives without one."""
+    import snnkern.functional_spikes as FS
+
+    calls = []
+    monkeypatch.setattr(FS, "firing_rate", lambda bits, k: calls.append(1) or 0.5)
+    chosen = []
+    real = FS.auto_algorithm
+    monkeypatch.setattr(FS, "auto_algorithm", lambda rate, dtype: chosen.append(rate) or real(rate, dtype))
+    layer = SpikeLinear(64, 8, assume_binary=True, backend="triton").to(dev())
+    sparse = spikes((16, 64), 0.002, seed=60).to(dev())
+    dense = spikes((16, 64), 0.5, seed=61).to(dev())
+    with torch.no_grad():
+        assert layer.last_rate is None
+        y1 = layer(sparse)  # no rate known yet: the dense-rate choice
+        assert layer.last_rate == float(sparse.mean())
+        layer(dense)  # decides on the sparse call's rate
+        layer(dense)
+    assert chosen == [1.0, float(sparse.mean()), float(dense.mean())] and not calls
+    torch.testing.assert_close(y1, sparse @ layer.weight.t() + layer.bias)
+    with pytest.raises(ValueError, match="rate"):
+        spike_linear(sparse, layer.weight, rate=1.5, backend="triton")

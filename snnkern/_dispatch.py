@@ -1,8 +1,9 @@
 """The one place that decides which backend runs an op.
 
 Rule (``backend="auto"``): CUDA tensors of a kernel dtype run the Triton kernels; everything else
-(CPU tensors, float64, calls inside ``torch.func`` transforms) runs the plain-PyTorch reference.  (Auto keeps Triton over the CUDA C++
-backend until a GPU benchmark shows the C++ kernels faster somewhere; see bench/results.)
+(CPU tensors, float64, calls inside ``torch.func`` transforms) runs the plain-PyTorch reference.
+(Auto keeps Triton over the CUDA C++ backend until a GPU benchmark shows the C++ kernels faster
+somewhere; see bench/results.)
 ``backend="triton"`` on CPU tensors is allowed only under ``TRITON_INTERPRET=1`` (Triton's CPU
 interpreter: how CI proves the kernels).  ``backend="cuda"`` runs the compiled extension
 (``snnkern._C``): its CUDA kernels on CUDA tensors, and on CPU tensors the host build of the very

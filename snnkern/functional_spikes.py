@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from . import _checks
 from ._dispatch import select_backend
-from .ops.spike_linear import spike_linear_apply, spike_linear_reference, weight_parts
+from .ops.spike_linear import parts_source, spike_linear_apply, spike_linear_reference, weight_parts
 from .ops.spike_pack import pack_forward, pack_reference, packed_words, unpack_forward, unpack_reference
 
 SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
@@ -82,6 +82,33 @@ PACK = {"torch": pack_reference, "triton": _pack_triton, "cuda": torch.ops.snnke
 UNPACK = {"torch": unpack_reference, "triton": _unpack_triton, "cuda": _unpack_native}
 
 
+def _check_finite_weight(weight: torch.Tensor) -> None:
+    if torch.compiler.is_compiling():
+        return
+    key = (weight._version, weight.data_ptr())
+    if getattr(weight, "_snnkern_finite", None) == key:
+        return
+    if not bool(torch.isfinite(weight.detach()).all()):
+        raise ValueError("weight holds NaN or inf: the event-driven algorithms ('tiles', 'gather') skip the "
+                         "weights of inputs that did not spike, so they cannot reproduce a dense product's NaN; "
+                         "use algorithm='dense' to propagate it")
+    weight._snnkern_finite = key
+
+
+def _checked_parts(parts, weight: torch.Tensor) -> torch.Tensor:
+    """A weight_parts_cache that was made from this weight, as it is now."""
+    if not isinstance(parts, torch.Tensor):
+        raise TypeError(f"weight_parts_cache must be the tensor weight_parts(weight) returned, got {type(parts).__name__}")
+    n_parts, dtype = (3, torch.bfloat16) if weight.dtype == torch.float32 else (1, weight.dtype)
+    if parts.shape != (n_parts, *weight.shape) or parts.dtype != dtype or parts.device != weight.device:
+        raise ValueError(f"weight_parts_cache must be weight_parts(weight): shape {(n_parts, *weight.shape)}, "
+                         f"{dtype}, on {weight.device}; got {tuple(parts.shape)}, {parts.dtype}, on {parts.device}")
+    if not torch.compiler.is_compiling() and getattr(parts, "_snnkern_source", None) != parts_source(weight):
+        raise ValueError("weight_parts_cache is stale: it was not made by weight_parts() from this weight as it "
+                         "is now (the weight changed since); compute it again")
+    return parts.contiguous()
+
+
 def pack_spikes(s: torch.Tensor, *, check: bool = True, backend: str = "auto") -> torch.Tensor:
     """Pack binary spikes along the last dim: ``[..., K]`` -> int32 ``[..., ceil(K/32)]``.
 
@@ -112,7 +139,7 @@ def unpack_spikes(p: torch.Tensor, n: int, *, dtype: torch.dtype = torch.float32
 
 def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, strict: bool = False,
                  assume_binary: bool = False, algorithm: str = "auto", weight_parts_cache: torch.Tensor | None = None,
-                 backend: str = "auto") -> torch.Tensor:
+                 rate: float | None = None, backend: str = "auto") -> torch.Tensor:
     """``x @ weight.T + bias`` for binary spikes ``x`` ``[..., K]``, accumulating only what spiked.
 
     ``x`` may also be its packed form (int32 ``[..., ceil(K/32)]`` from ``pack_spikes``; no gradient
@@ -122,10 +149,19 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     ``algorithm``: ``"tiles"`` (tensor cores on unpacked bits, empty tiles skipped), ``"gather"``
     (per-row walk over the set bits), ``"dense"`` (cuBLAS on the spikes; still saves only bits), or
     ``"auto"`` (``auto_algorithm``: gather below a firing rate of ``GATHER_BELOW_RATE``, else tiles
-    for fp32 weights and dense for fp16/bf16; measuring the rate costs a sync).
+    for fp32 weights and dense for fp16/bf16). ``rate``: the firing rate "auto" decides on, when the
+    caller knows it (``SpikeLinear`` passes its previous call's, delivered without a sync); otherwise
+    "auto" measures it, which costs a device sync.
     Non-binary ``x``: ``strict=True`` raises ValueError, otherwise a plain ``F.linear`` runs.
     ``assume_binary=True`` skips the binary check (a sync) for inputs you know are spikes.
     """
+    return spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend)
+
+
+def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend,
+                     on_bits=None):
+    """``spike_linear`` with ``on_bits(bits, k)``: called with the packed spikes when "auto" decided, so a
+    caller can measure this call's firing rate for the next decision."""
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
         raise ValueError("weight must be a 2-D tensor [out_features, in_features]")
     if weight.dtype not in WEIGHT_DTYPES:
@@ -136,11 +172,17 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
             raise ValueError(f"bias must be a tensor of shape ({N},)")
         if bias.device != weight.device:
             raise ValueError(f"bias is on {bias.device} but weight is on {weight.device}")
+        if not bias.dtype.is_floating_point:
+            raise TypeError(f"bias must be a floating tensor, got {bias.dtype}")
+        if bias.dtype != weight.dtype:  # the output is in the weight's dtype on every path
+            bias = bias.to(weight.dtype)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but weight is on {weight.device}")
     algorithm = _checks.check_choice(algorithm, "algorithm", ALGORITHMS)
+    if rate is not None:
+        rate = _checks.check_number(rate, "rate", low=0.0, high=1.0)
     packed = x.dtype == torch.int32
     if packed:
         if x.dim() < 1 or x.shape[-1] != packed_words(K):
@@ -150,9 +192,9 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
             raise TypeError(f"x must be a float, bool or uint8 spike tensor (or int32 packed), got {x.dtype}")
         if x.dim() < 1 or x.shape[-1] != K:
             raise ValueError(f"x must have shape [..., {K}] to match weight {tuple(weight.shape)}; got {tuple(x.shape)}")
-    rate = None
     if not packed and not assume_binary:
-        binary, rate = _binary_and_rate(x)  # one sync for both questions
+        binary, measured = _binary_and_rate(x)  # one sync for both questions
+        rate = measured if rate is None else rate
         if not binary:
             if strict:
                 raise ValueError("x holds values other than 0 and 1 (strict=True)")
@@ -163,13 +205,24 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         dense = unpack_spikes(x, K, dtype=weight.dtype, backend="torch") if packed else x
         return spike_linear_reference(dense, weight, bias)
     x2 = x.reshape(lead.numel(), x.shape[-1])  # not -1: K may be 0
+    if not packed and x2.dtype not in PACK_KERNEL_DTYPES:  # float64 spikes: bytes, exactly (nonzero = spike)
+        x2 = (x2 != 0).to(torch.uint8)
     bits = x2 if packed else pack_spikes(x2, check=False, backend="triton")
     if algorithm == "auto":
+        if on_bits is not None:
+            on_bits(bits, K)
         if rate is None:
             rate = firing_rate(bits, K)
         algorithm = auto_algorithm(rate, weight.dtype)
+    if algorithm in ("tiles", "gather"):
+        # the event-driven kernels never read the weights of inputs that did not spike, so a NaN/inf there
+        # would vanish where a dense product gives NaN: refuse non-finite weights instead (once per version)
+        _check_finite_weight(weight)
     parts = None
     if algorithm == "tiles":
-        parts = weight_parts_cache if weight_parts_cache is not None else weight_parts(weight.detach())
+        if weight_parts_cache is None:
+            parts = weight_parts(weight.detach())
+        else:
+            parts = _checked_parts(weight_parts_cache, weight)
     y = spike_linear_apply(None if packed else x2, bits, K, weight, bias, parts, algorithm)
     return y.reshape(*lead, N)

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _checks
-from ..functional_spikes import (ALGORITHMS, GATHER_BELOW_RATE, _binary_and_rate, pack_spikes, spike_linear,
-                                 unpack_spikes)
+from ..functional_spikes import (ALGORITHMS, GATHER_BELOW_RATE, _binary_and_rate, count_spikes, pack_spikes,
+                                 spike_linear, spike_linear_run, unpack_spikes)
 from ..ops.spike_linear import weight_parts
 
 
@@ -33,6 +33,12 @@ class SpikeLinear(nn.Linear):
         self.assume_binary = _checks.check_flag(assume_binary, "assume_binary")
         self.backend = backend
         self._parts_key, self._parts = None, None
+        self._rate = RateTracker()
+
+    @property
+    def last_rate(self) -> float | None:
+        """The firing rate of the input of a recent call (``algorithm="auto"`` only; None before any)."""
+        return self._rate.latest()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, **kwargs) -> "SpikeLinear":
@@ -52,11 +58,52 @@ class SpikeLinear(nn.Linear):
         return self._parts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return spike_linear(x, self.weight, self.bias, strict=self.strict, assume_binary=self.assume_binary,
-                            algorithm=self.algorithm, weight_parts_cache=self._weight_parts(), backend=self.backend)
+        if self.algorithm != "auto" or torch.compiler.is_compiling():
+            return spike_linear(x, self.weight, self.bias, strict=self.strict, assume_binary=self.assume_binary,
+                                algorithm=self.algorithm, weight_parts_cache=self._weight_parts(),
+                                backend=self.backend)
+        # "auto" decides on the previous call's firing rate, which arrives without a sync (the first call,
+        # knowing none, takes the dense-rate choice)
+        rate = self._rate.latest()
+        return spike_linear_run(x, self.weight, self.bias, self.strict, self.assume_binary, "auto",
+                                self._weight_parts(), 1.0 if rate is None else rate, self.backend, self._rate.record)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", algorithm={self.algorithm!r}, backend={self.backend!r}"
+
+
+class RateTracker:
+    """A layer's input firing rate, carried from one call to the next without a host sync: the count is
+    computed on the device, copied into pinned host memory without blocking, and read once its event has
+    completed (until then the previous value stands)."""
+
+    def __init__(self):
+        self.value = None
+        self._pending = None  # (host count, event or None, spikes counted)
+        self._host = None  # pinned int64 scalar, reused
+
+    def latest(self) -> float | None:
+        if self._pending is not None:
+            count, event, n = self._pending
+            if event is None or event.query():
+                self.value = int(count) / max(n, 1)
+                self._pending = None
+        return self.value
+
+    def record(self, bits: torch.Tensor, k: int) -> None:
+        if self._pending is not None:  # the previous count is still on its way: keep that one
+            return
+        n = (bits.numel() // max(bits.shape[-1], 1)) * k
+        count = count_spikes(bits)
+        if bits.is_cuda:
+            if self._host is None:
+                self._host = torch.empty((), dtype=torch.int64, pin_memory=True)
+            self._host.copy_(count, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending = (self._host, event, n)
+        else:
+            self._pending = (count, None, n)
 
 
 class _SpikeConvDense(torch.autograd.Function):

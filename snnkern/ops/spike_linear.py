@@ -82,7 +82,7 @@ def _spike_mm_gather_kernel(
     wt_ptr,  # [K, N] W.T, contiguous (row k = the weights leaving input k)
     b_ptr,  # [N] bias (if HAS_BIAS)
     y_ptr,  # [M, N] output
-    N, W,
+    N, K, W,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -93,8 +93,8 @@ def _spike_mm_gather_kernel(
         word = tl.load(p_ptr + row * W + w)
         if word != 0:  # visit only the inputs that spiked
             for j in tl.static_range(32):
-                if ((word >> j) & 1) != 0:
-                    k = w * 32 + j
+                k = w * 32 + j
+                if (((word >> j) & 1) != 0) & (k < K):  # padding bits past K never reach past W's rows
                     acc += tl.load(wt_ptr + k.to(tl.int64) * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
@@ -187,17 +187,34 @@ def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
         kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
 
 
+def _truncate_to_bf16(w: torch.Tensor) -> torch.Tensor:
+    """The bf16 value whose bits are w's top 16 (rounding toward zero): never overflows to inf, and the
+    remainder w - result is exact in fp32."""
+    return (w.view(torch.int32) & -65536).view(torch.float32).to(torch.bfloat16)
+
+
 def weight_parts(weight: torch.Tensor) -> torch.Tensor:
     """[PARTS, N, K] tensor-core operands whose sum is ``weight``: itself for fp16/bf16, and for fp32
-    three bf16 parts hi + mid + lo (8 significant bits each: 24, all of fp32's)."""
+    three bf16 parts hi + mid + lo (8 significant bits each: 24, all of fp32's; split by truncation,
+    so weights up to fp32's largest stay finite). The result remembers which weight version it was
+    made from: ``spike_linear`` refuses a cache that no longer matches its weight."""
     if weight.dtype in (torch.float16, torch.bfloat16):
-        return weight.contiguous().unsqueeze(0)
-    w = weight.float()
-    hi = w.to(torch.bfloat16)
-    r = w - hi.float()
-    mid = r.to(torch.bfloat16)
-    lo = (r - mid.float()).to(torch.bfloat16)
-    return torch.stack([hi, mid, lo])
+        parts = weight.contiguous().unsqueeze(0)
+    else:
+        w = weight.float().contiguous()
+        hi = _truncate_to_bf16(w)
+        r = w - hi.float()
+        mid = _truncate_to_bf16(r)
+        lo = (r - mid.float()).to(torch.bfloat16)
+        parts = torch.stack([hi, mid, lo])
+    if not torch.compiler.is_compiling():  # a traced graph recomputes them anyway
+        parts._snnkern_source = parts_source(weight)
+    return parts
+
+
+def parts_source(weight: torch.Tensor) -> tuple:
+    """What a weight_parts cache must have been made from (a detached view shares data and version)."""
+    return (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, weight.device)
 
 
 def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
@@ -218,7 +235,7 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
     if algorithm == "gather":
         wt = weight.t().contiguous()
         _spike_mm_gather_kernel[(M, _cdiv(N, GATHER_N))](
-            bits, wt, b, y, N, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
+            bits, wt, b, y, N, k, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
     else:
         parts = weight_parts(weight) if parts is None else parts
         launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",
