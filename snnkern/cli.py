@@ -63,11 +63,16 @@ def cmd_info(args) -> int:
 
 def cmd_presets(args) -> int:
     from .experiments import PRESETS
+    from .experiments.paper import METRICS
 
     for p in PRESETS.values():
         print(f"{p.name:<22} {p.arch.upper()} on {p.dataset}: {p.source}")
         if p.filled:
             print(f"{'':<22} filled defaults: {'; '.join(p.filled)}")
+        if p.paper:
+            print(f"{'':<22} the paper ({p.paper_setup}) reported:")
+            for f in p.paper:
+                print(f"{'':<24} {f.model.upper():<4} {METRICS[f.metric][0]}: {f.value:g} ({f.where})")
     return 0
 
 

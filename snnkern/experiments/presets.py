@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .paper import PaperFigure
 from ..nn import LIF, SpikingSequential
 
 
@@ -42,6 +43,8 @@ class Preset:
     train_snn: bool = True
     convert: bool = True
     filled: tuple = ()  # settings the paper does not state, filled here
+    paper: tuple = ()  # PaperFigure: what the paper published, to set beside a run
+    paper_setup: str = ""  # the paper's data, hardware and schedule, in one line
     extra: dict = field(default_factory=dict)
 
     def override(self, **changes) -> "Preset":
@@ -53,14 +56,41 @@ class Preset:
 
 
 LUO = "Luo et al. 2024, 'Comparison of ANN and SNN ... MNIST/CIFAR-10'"
+_PER_SAMPLE = "test-set seconds / 10,000 images"
+# Luo et al. 2024, experiment 1 (MNIST MLPs): Table 2 (test set) and Table 1 (training)
+LUO_MLP_PAPER = (
+    PaperFigure("ann", "accuracy", 0.9781, "Table 2"), PaperFigure("snn", "accuracy", 0.9805, "Table 2"),
+    PaperFigure("ann", "recall_macro", 0.978, "Table 2"), PaperFigure("snn", "recall_macro", 0.980, "Table 2"),
+    PaperFigure("ann", "f1_macro", 0.977, "Table 2"), PaperFigure("snn", "f1_macro", 0.981, "Table 2"),
+    PaperFigure("ann", "inference_ms_per_sample", 0.133, "Table 2", _PER_SAMPLE),
+    PaperFigure("snn", "inference_ms_per_sample", 0.316, "Table 2", _PER_SAMPLE),
+    PaperFigure("ann", "measured_watts", 41.8, "Table 2"), PaperFigure("snn", "measured_watts", 44.4, "Table 2"),
+    PaperFigure("ann", "epoch_seconds", 9.39, "Table 1", "training + validation on 60,000 images"),
+    PaperFigure("snn", "epoch_seconds", 26.38, "Table 1", "training + validation on 60,000 images"),
+    PaperFigure("ann", "best_val_accuracy", 0.9784, "Table 1"), PaperFigure("snn", "best_val_accuracy", 0.9825, "Table 1"),
+)
+# experiment 1's CNN (the ANN) and experiment 2's SNN, both on CIFAR-10
+LUO_CNN_PAPER = (
+    PaperFigure("ann", "accuracy", 0.6974, "Table 2, exp. 1 CNN"), PaperFigure("snn", "accuracy", 0.6789, "Table 2, exp. 2"),
+    PaperFigure("ann", "recall_macro", 0.698, "Table 2, exp. 1 CNN"),
+    PaperFigure("snn", "recall_macro", 0.679, "Table 2, exp. 2"),
+    PaperFigure("ann", "f1_macro", 0.696, "Table 2, exp. 1 CNN"), PaperFigure("snn", "f1_macro", 0.677, "Table 2, exp. 2"),
+    PaperFigure("ann", "inference_ms_per_sample", 0.111, "Table 2, exp. 1 CNN", _PER_SAMPLE),
+    PaperFigure("snn", "inference_ms_per_sample", 0.793, "Table 2, exp. 2", _PER_SAMPLE),
+    PaperFigure("ann", "measured_watts", 52.3, "Table 2, exp. 1 CNN"),
+    PaperFigure("snn", "measured_watts", 114.4, "Table 2, exp. 2"),
+    PaperFigure("ann", "epoch_seconds", 6.42, "Table 1, exp. 1 CNN"), PaperFigure("snn", "epoch_seconds", 81.15, "Table 1, exp. 2"),
+)
 CASSETTA = "Cassetta et al. 2023, 'SNN vs ANN: robustness and energy'"
 PRESETS = {p.name: p for p in [
     Preset("luo2024-mlp", LUO, "mlp", hidden=(256, 256), beta=0.8, surrogate="atan", loss="mse_count",
            correct_rate=0.8, incorrect_rate=0.2, encoding="rate", lr=1e-3, epochs=20,
-           filled=("T=25 steps", "batch size 128")),
+           filled=("T=25 steps", "batch size 128"), paper=LUO_MLP_PAPER,
+           paper_setup="full MNIST (60,000 train / 10,000 test), 20 epochs, on a GPU"),
     Preset("luo2024-cnn", LUO, "cnn", dataset="cifar10", conv=(32, 64, 128, 256, 256), kernel=5, padding=2,
            pool="max", fc=(512,), dropout=0.2, beta=0.8, encoding="direct", T=8, lr=1e-3, epochs=30,
-           filled=("conv channels 32-64-128-256-256", "SNN: LIF beta=0.8, direct coding, T=8", "batch size 128")),
+           filled=("conv channels 32-64-128-256-256", "SNN: LIF beta=0.8, direct coding, T=8", "batch size 128"),
+           paper=LUO_CNN_PAPER, paper_setup="full CIFAR-10 (50,000 train / 10,000 test), on a GPU"),
     Preset("cassetta2023-mlp-s", CASSETTA, "mlp", hidden=(256,), encoding="rate", T=20, T_list=(5, 20, 50),
            epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
     Preset("cassetta2023-mlp-m", CASSETTA, "mlp", hidden=(512, 256, 64), dropout=0.5, encoding="rate", T=20,

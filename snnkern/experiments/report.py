@@ -5,6 +5,7 @@ import json
 import os
 
 from ..convert import plot_accuracy_vs_T
+from .paper import render_paper_section
 
 ROWS = [("accuracy", "accuracy", ".4f"), ("recall (macro)", "recall_macro", ".4f"), ("F1 (macro)", "f1_macro", ".4f"),
         ("inference ms/sample", "inference_ms_per_sample", ".4g"), ("peak GPU memory MB", "peak_gpu_memory_mb", ".1f"),
@@ -58,6 +59,7 @@ def render_markdown(result: dict, plots: dict) -> str:
             lines += ["", f"Robustness, {kind} (level: accuracy):"]
             for model, curves in result["robustness"].items():
                 lines.append(f"- {model}: " + ", ".join(f"{k}: {v:.3f}" for k, v in curves[kind].items()))
+    lines += render_paper_section(result.get("paper_vs_run"), result)
     lines += [""] + [f"![{name}]({os.path.basename(path)})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ from ..convert import accuracy_vs_T
 from ..data import Splits, batches
 from ..energy import EnergyMeter, count_ops, estimate_energy
 from ..nn import ce_rate_loss, event_driven, mse_count_loss, reset_states
+from .paper import compare_with_paper
 from .presets import Preset, build_model
 
 NOISE_LEVELS = [round(0.1 * i, 2) for i in range(11)]
@@ -175,7 +176,7 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
     result = {"preset": p.name, "source": p.source, "filled_defaults": list(p.filled), "dataset": data.name,
               "dataset_source": data.source, "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else unavailable("CPU run"),
-              "settings": {k: v for k, v in vars(p).items() if k not in ("extra",)}}
+              "settings": {k: v for k, v in vars(p).items() if k not in ("extra", "paper")}}
     sample = data.test[0][:8].to(device)
 
     ann = build_model(p, data.input_shape, data.classes, spiking=False).to(device)
@@ -211,4 +212,5 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         result["robustness"] = {"ann": robustness(ann, data, device, p.batch_size, name="ANN", progress=progress)}
         if p.train_snn:
             result["robustness"]["snn"] = robustness(snn, data, device, p.batch_size, name="SNN", progress=progress)
+    result["paper_vs_run"] = compare_with_paper(result, p.paper, p.paper_setup)
     return result
