@@ -139,3 +139,41 @@ def test_paper_figures_name_known_metrics():
     with pytest.raises(ValueError, match="metric"):
         PaperFigure("ann", "accuracy_top5", 0.9, "Table 9")
     assert all(PRESETS[name].paper for name in ("luo2024-mlp", "luo2024-cnn"))
+
+
+@pytest.mark.parametrize("bad", [["--T", "0"], ["--T", "-3"], ["--epochs", "0"], ["--epochs", "-1"],
+                                 ["--batch-size", "0"], ["--subset", "0"]])
+def test_bad_numbers_are_one_line_errors(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", *bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a positive integer" in err and "Traceback" not in err
+
+
+def test_unusable_out_is_refused_before_the_run(tmp_path, capsys):
+    existing = tmp_path / "report.md"
+    existing.write_text("an earlier report")
+    assert main(["compare", "--smoke", "--quiet", "--out", str(existing)]) == 2
+    assert existing.read_text() == "an earlier report"  # nothing overwritten
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["compare", "--smoke", "--quiet", "--out", str(blocked / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "existing file" in err and "cannot be written" in err and "Traceback" not in err
+
+
+def test_overridden_settings_replace_the_filled_defaults(tmp_path):
+    out = tmp_path / "r"
+    assert main(["compare", "--dataset", "digits", "--smoke", "--quiet", "--T", "3", "--batch-size", "64",
+                 "--out", str(out)]) == 0
+    filled = json.loads((out / "report.json").read_text())["filled_defaults"]
+    assert not any("T=25" in f or "batch size 128" in f for f in filled)
+    assert any("T=3" in f and "batch size 64" in f for f in filled)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_runs_in_smoke_mode(preset, tmp_path):
+    """Each preset end to end, offline, on CPU: train, convert, measure, report (numbers meaningless)."""
+    assert main(["compare", "--preset", preset, "--smoke", "--quiet", "--out", str(tmp_path / preset)]) == 0
+    assert (tmp_path / preset / "report.md").stat().st_size > 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -84,10 +85,24 @@ def cmd_compare(args) -> int:
         print(f"snnkern compare: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
         return 2
     preset = PRESETS[args.preset]
+    problem = _check_out_dir(args.out)
+    if problem:
+        print(f"snnkern compare: {problem}", file=sys.stderr)
+        return 2
+    if args.smoke:
+        preset = preset.override(epochs=1, T=4, T_list=(2, 4))
+        args.subset = args.subset or 256
     changes = dict(epochs=args.epochs, batch_size=args.batch_size)
     if args.T:
         changes.update(T=max(args.T), T_list=tuple(sorted(args.T)))
     preset = preset.override(**changes)
+    # a filled-in default that the command line replaced is no longer the run's setting: say what is
+    given = {k for k, v in changes.items() if v is not None} | ({"epochs", "T"} if args.smoke else set())
+    stale = tuple(f for f in preset.filled if any(word in f for k in given for word in FILLED_WORDS.get(k, ())))
+    if stale:
+        preset = preset.override(filled=tuple(f for f in preset.filled if f not in stale)
+                                 + (f"set on the command line: T={preset.T}, batch size {preset.batch_size}, "
+                                    f"{preset.epochs} epochs",))
     dataset = args.dataset or preset.dataset
     try:
         data = load_dataset(dataset, data_dir=args.data_dir, download=args.download,
@@ -127,6 +142,33 @@ def cmd_compare(args) -> int:
     return 0
 
 
+# words by which a preset's filled-in defaults name a setting the command line can replace
+FILLED_WORDS = {"T": ("T=",), "T_list": ("T=",), "batch_size": ("batch size",), "epochs": ("epochs",)}
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _check_out_dir(path: str) -> str | None:
+    """Why ``path`` cannot hold the report, or None; creates it, so this is known before hours of training."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--out {path!r} is an existing file, not a directory"
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".snnkern-write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        return f"--out {path!r} cannot be written ({exc.strerror or exc})"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="snnkern", description="Fused SNN kernels for PyTorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,11 +179,15 @@ def main(argv=None) -> int:
                            "cifar10")
     cmp_.add_argument("--data-dir", default=None, help="where torchvision datasets are (or go with --download)")
     cmp_.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    cmp_.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    cmp_.add_argument("--batch-size", type=int, default=None)
-    cmp_.add_argument("--T", type=int, nargs="+", default=None,
+    cmp_.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
+    cmp_.add_argument("--batch-size", type=_positive_int, default=None)
+    cmp_.add_argument("--T", type=_positive_int, nargs="+", default=None,
                       help="time steps: the SNN runs at the largest, the converted SNN is evaluated at all")
-    cmp_.add_argument("--subset", type=int, default=None, help="use only this many training images (quick runs)")
+    cmp_.add_argument("--subset", type=_positive_int, default=None,
+                      help="use only this many training images (quick runs)")
+    cmp_.add_argument("--smoke", action="store_true",
+                      help="a smoke run: 1 epoch, 256 training images, T=4 (converted at 2 and 4), to see every "
+                           "stage work in seconds; the numbers mean nothing")
     cmp_.add_argument("--device", choices=["cpu", "cuda"], default=None)
     cmp_.add_argument("--out", default="snnkern-report", help="output directory (default snnkern-report)")
     cmp_.add_argument("--robustness", action="store_true", help="Gaussian noise and FGSM sweeps, ANN vs SNN")

