@@ -104,8 +104,8 @@ def _resolve(resolver, fn, what):
 
 def _refuse(layer, problems):
     raise ValueError(f"{type(layer).__name__} (swapped by snnkern) has option(s) set after the swap that snnkern "
-                     f"cannot reproduce exactly: {'; '.join(problems)}; swap a layer configured this way is refused "
-                     f"too (snnkern.swap leaves it as it is)")
+                     f"cannot reproduce exactly: {'; '.join(problems)} (a layer configured this way before the swap "
+                     f"is left as it is by snnkern.swap)")
 
 
 class SnnkernLeaky:
