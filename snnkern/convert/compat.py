@@ -167,11 +167,10 @@ class _SnnkernNode:
 
     def snnkern_options(self):
         """(surrogate, alpha), with the options re-checked at every call (attribute reads only)."""
-        if torch.compiler.is_compiling():
-            return _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
-        problems = spikingjelly_node_unsupported(self)
-        if problems:
-            _refuse(self, problems)
+        if not torch.compiler.is_compiling():
+            problems = spikingjelly_node_unsupported(self)
+            if problems:
+                _refuse(self, problems)
         return _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
