@@ -243,3 +243,18 @@ def test_counts_unchanged_by_event_driven_packed_spikes():
     x = torch.rand(6, 3, 20) * 3
     plain, packed = count_ops(net, x, batch_dim=1), count_ops(event, x, batch_dim=1)
     assert packed.totals == plain.totals and plain.totals["acs"] > 0 and plain.totals["spikes"] > 0
+
+
+def test_spikes_through_a_spiking_max_pool_are_still_events():
+    """A converted SNN's max-pool makes a new tensor of the same threshold-valued spikes: the layer after it
+    counts accumulates, as it does once event_driven has made it a spike layer."""
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(6 * 9, 5)).eval()
+    x = torch.rand(8, 1, 6, 6)
+    snn = snnkern.convert(ann, x)
+    layers = {r.name: r for r in count_ops(snn, x, forward_kwargs={"T": 4}).layers}
+    after_pool = [r for r in layers.values() if r.kind == "Conv2d"][1]
+    assert after_pool.macs == 0 and after_pool.acs > 0
+    fc = [r for r in layers.values() if r.kind == "Linear"][0]
+    assert fc.macs == 0 and fc.acs > 0

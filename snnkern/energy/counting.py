@@ -21,9 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..convert.ann2snn import SpikingMaxPool2d
 from ..functional_spikes import count_spikes, is_binary, unpack_spikes
 
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
+# Layers whose output holds only values of their input (selected, reshaped, or the input itself): spikes in,
+# spikes out. Threshold-valued spikes of a converted SNN are recognised by where they came from, so these
+# pass that on (a max-pool makes a new tensor of the same spikes).
+SPIKE_PRESERVING = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity,
+                    SpikingMaxPool2d)
 
 
 @dataclass
@@ -151,8 +157,14 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
                 row.spikes += int((spikes != 0).sum())
         return hook
 
+    def pass_through_hook(m, args, out):
+        if isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) and args[0].data_ptr() in emitted:
+            emitted.add(out.data_ptr())
+
     for name, m in model.named_modules():
-        if isinstance(m, SYNAPTIC):
+        if isinstance(m, SPIKE_PRESERVING):
+            handles.append(m.register_forward_hook(pass_through_hook))
+        elif isinstance(m, SYNAPTIC):
             rows[name] = LayerOps(name, type(m).__name__, params=sum(p.numel() for p in m.parameters(recurse=False)))
             handles.append(m.register_forward_hook(synaptic_hook(name)))
         elif _is_neuron(m):
