@@ -177,3 +177,15 @@ def test_every_preset_runs_in_smoke_mode(preset, tmp_path):
     """Each preset end to end, offline, on CPU: train, convert, measure, report (numbers meaningless)."""
     assert main(["compare", "--preset", preset, "--smoke", "--quiet", "--out", str(tmp_path / preset)]) == 0
     assert (tmp_path / preset / "report.md").stat().st_size > 0
+
+
+def test_niederlechner_presets_equal_the_keras_summaries():
+    """The eight CNNs of 001_models_summary.txt, parameter for parameter."""
+    from snnkern.experiments.presets import NIEDERLECHNER_PARAMS
+
+    for (size, data), params in NIEDERLECHNER_PARAMS.items():
+        preset = PRESETS[f"niederlechner2019-{size}-{data}"]
+        shape = (1, 28, 28) if data == "mnist" else (3, 32, 32)
+        model = build_model(preset, shape, 10, spiking=False)
+        assert sum(p.numel() for p in model.parameters()) == params, preset.name
+        assert model(torch.zeros(2, *shape)).shape == (2, 10)

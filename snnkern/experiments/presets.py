@@ -27,6 +27,7 @@ class Preset:
     padding: int = 1
     pool: str = "max"  # pooling after every conv: "max" or "avg"
     fc: tuple = ()  # CNN hidden FC sizes
+    layers: tuple = ()  # an exact layer list instead (see parse_layers), e.g. ("c16s", "c16v", "p", "d0.25", "f64")
     dropout: float = 0.0
     beta: float = 0.9
     surrogate: str = "atan"
@@ -82,6 +83,32 @@ LUO_CNN_PAPER = (
     PaperFigure("ann", "epoch_seconds", 6.42, "Table 1, exp. 1 CNN"), PaperFigure("snn", "epoch_seconds", 81.15, "Table 1, exp. 2"),
 )
 CASSETTA = "Cassetta et al. 2023, 'SNN vs ANN: robustness and energy'"
+NIEDERLECHNER = "Niederlechner 2019, ANN-to-SNN conversion of Keras CNNs (001_models_summary.txt)"
+# The eight Keras models, layer by layer as their summaries print them (3x3 convs; "same" then "valid")
+NIEDERLECHNER_LAYERS = {
+    "small": {"mnist": ("c32v", "p", "d0.25", "f64", "d0.5"), "cifar10": ("c64v", "p", "d0.25", "f256", "d0.5")},
+    "medium": {"mnist": ("c32s", "c32v", "p", "d0.25", "f64", "d0.5"),
+               "cifar10": ("c64s", "c64v", "p", "d0.25", "f256", "d0.5")},
+    "large": {"mnist": ("c16s", "c16v", "p", "d0.25", "c32s", "c32v", "p", "d0.25", "f64", "d0.5"),
+              "cifar10": ("c32s", "c32v", "p", "d0.25", "c64s", "c64v", "p", "d0.25", "f512", "d0.5")},
+    "deep": {"mnist": ("c16s", "c16v", "p", "d0.25", "c32s", "c32v", "p", "d0.25", "f64", "f32", "f16", "d0.5"),
+             "cifar10": ("c32s", "c32v", "p", "d0.25", "c64s", "c64v", "p", "d0.25", "f512", "f256", "f128",
+                         "d0.5")},
+}
+# parameter counts of the summaries ("Total params"), checked by the tests
+NIEDERLECHNER_PARAMS = {("small", "mnist"): 347146, ("medium", "mnist"): 356394, ("large", "mnist"): 68282,
+                        ("deep", "mnist"): 70410, ("small", "cifar10"): 3691018, ("medium", "cifar10"): 3727946,
+                        ("large", "cifar10"): 1250858, ("deep", "cifar10"): 1411242}
+
+
+def _niederlechner_presets():
+    for size, by_data in NIEDERLECHNER_LAYERS.items():
+        for dataset, layers in by_data.items():
+            yield Preset(f"niederlechner2019-{size}-{dataset}", NIEDERLECHNER, "cnn", dataset=dataset, layers=layers,
+                         train_snn=False, convert=True, epochs=10, T_list=(4, 8, 16, 32, 64),
+                         filled=("dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3"))
+
+
 PRESETS = {p.name: p for p in [
     Preset("luo2024-mlp", LUO, "mlp", hidden=(256, 256), beta=0.8, surrogate="atan", loss="mse_count",
            correct_rate=0.8, incorrect_rate=0.2, encoding="rate", lr=1e-3, epochs=20,
@@ -105,10 +132,55 @@ PRESETS = {p.name: p for p in [
            filled=("FC 512", "SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
     Preset("reddi-mlp", "Reddi et al., snnTorch tutorial-style MNIST comparison", "mlp", hidden=(1000,), beta=0.95,
            T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128")),
+    *_niederlechner_presets(),
     Preset("niederlechner2019-cnn", "Niederlechner 2019, conversion of Keras-style CNNs (snntoolbox)", "cnn",
            conv=(32, 32), pool="max", fc=(128,), dropout=0.25, train_snn=False, convert=True, epochs=10,
            T_list=(4, 8, 16, 32, 64), filled=("two conv-maxpool-dropout bundles of 32 filters", "FC 128")),
 ]}
+
+
+def parse_layers(tokens) -> list[tuple]:
+    """An exact layer list: ``c<N>s`` / ``c<N>v`` a 3x3 conv of N channels with "same" / "valid" padding,
+    ``p`` a 2x2 max-pool, ``d<rate>`` dropout, ``f<N>`` a fully connected layer (flattening first); the
+    classifier is appended by ``build_model``. What Keras summaries (Niederlechner 2019) spell out."""
+    out = []
+    for t in tokens:
+        if t[0] == "c" and t[-1] in "sv":
+            out.append(("conv", int(t[1:-1]), 1 if t[-1] == "s" else 0))
+        elif t == "p":
+            out.append(("pool",))
+        elif t[0] == "d":
+            out.append(("drop", float(t[1:])))
+        elif t[0] == "f":
+            out.append(("fc", int(t[1:])))
+        else:
+            raise ValueError(f"unknown layer token {t!r}")
+    return out
+
+
+def _from_layers(p: Preset, in_ch: int, size: int, spiking: bool) -> tuple[list, int]:
+    layers, ch, width, flat = [], in_ch, None, False
+    for kind, *arg in parse_layers(p.layers):
+        if kind == "conv":
+            pad = arg[1] if size >= 3 else 1  # on images smaller than the paper's (the 8x8 fallback): keep the map
+            layers += [nn.Conv2d(ch, arg[0], 3, padding=pad), _act(p, spiking)]
+            ch, size = arg[0], size + 2 * pad - 2
+        elif kind == "pool":
+            if size >= 2:  # likewise: pooling stops at one pixel
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+        elif kind == "drop":
+            layers.append(nn.Dropout(arg[0]))
+        else:
+            if not flat:
+                layers.append(nn.Flatten())
+                width, flat = ch * size * size, True
+            layers += [nn.Linear(width, arg[0]), _act(p, spiking)]
+            width = arg[0]
+    if not flat:
+        layers.append(nn.Flatten())
+        width = ch * size * size
+    return layers, width
 
 
 def _spatial_after_pools(size: int, n: int) -> list[bool]:
@@ -138,7 +210,10 @@ def _act(p: Preset, spiking: bool) -> nn.Module:
 def build_model(p: Preset, input_shape: tuple, classes: int, *, spiking: bool) -> nn.Module:
     """The preset's ANN (ReLU) or SNN (``SpikingSequential`` with LIF, spikes out of the last layer)."""
     c, h = input_shape[0], input_shape[-1]
-    if p.arch == "mlp":
+    if p.layers:
+        layers, width = _from_layers(p, c, h, spiking)
+        sizes = ()
+    elif p.arch == "mlp":
         layers, width = [nn.Flatten()], c * input_shape[1] * input_shape[2]
         sizes = p.hidden
     else:
