@@ -80,6 +80,7 @@ def cmd_presets(args) -> int:
 def cmd_compare(args) -> int:
     from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
     from .experiments import PRESETS, run_study, write_report
+    from .experiments.report import verdict
 
     if args.preset not in PRESETS:
         print(f"snnkern compare: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
@@ -138,7 +139,9 @@ def cmd_compare(args) -> int:
             joules = r["measured_j_per_sample"]
             joules = f"{joules:.3g} J/sample measured" if isinstance(joules, float) else "J/sample unavailable"
             print(f"  {r['name']:<34} accuracy {r['accuracy']:.4f}  {r['inference_ms_per_sample']:.4g} ms/sample  "
-                  f"{joules}")
+                  f"{joules}  {r['estimated_j_per_sample']:.3g} J/sample estimated")
+    for line in verdict(result):
+        print(f"verdict: {line}")
     return 0
 
 

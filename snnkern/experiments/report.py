@@ -26,6 +26,42 @@ def _models(result: dict) -> dict:
             if isinstance(result.get(k), dict)}
 
 
+def _factor_meaning(factor) -> str:
+    if not isinstance(factor, (int, float)) or factor <= 0:
+        return ""
+    if factor >= 1:
+        return f" — the converted SNN costs {factor:.3g}x less than the ANN by this estimate"
+    return f" — the converted SNN costs {1 / factor:.3g}x more than the ANN by this estimate"
+
+
+def verdict(result: dict) -> list[str]:
+    """One sentence per spiking model: its accuracy, time per sample and energy against the ANN's."""
+    ann = result.get("ann")
+    if not isinstance(ann, dict):
+        return []
+    out = []
+    for key in ("snn", "snn_event", "converted", "converted_event"):
+        m = result.get(key)
+        if not isinstance(m, dict):
+            continue
+        points = (m["accuracy"] - ann["accuracy"]) * 100
+        parts = [f"{m['name']}: {abs(points):.1f} points {'more' if points >= 0 else 'less'} accurate than the ANN"]
+        if ann["inference_ms_per_sample"]:
+            ratio = m["inference_ms_per_sample"] / ann["inference_ms_per_sample"]
+            parts.append(f"{ratio:.3g}x its time per sample on {result['device']}")
+        if ann["estimated_j_per_sample"]:
+            ratio = m["estimated_j_per_sample"] / ann["estimated_j_per_sample"]
+            parts.append(f"{ratio:.3g}x its estimated energy ({'cheaper' if ratio < 1 else 'costlier'}, "
+                         "operation counts x 45nm pJ)")
+        measured = m.get("measured_j_per_sample"), ann.get("measured_j_per_sample")
+        if all(isinstance(v, float) and v > 0 for v in measured):
+            parts.append(f"{measured[0] / measured[1]:.3g}x its measured J/sample (NVML)")
+        else:
+            parts.append("measured energy unavailable on this run")
+        out.append("; ".join(parts) + ".")
+    return out
+
+
 def render_markdown(result: dict, plots: dict) -> str:
     models = _models(result)
     lines = [f"# snnkern compare: {result['preset']}", "",
@@ -34,6 +70,7 @@ def render_markdown(result: dict, plots: dict) -> str:
     if result["filled_defaults"]:
         lines += ["Settings the paper leaves unstated, filled with defaults: " + "; ".join(result["filled_defaults"]), ""]
     names = {k: v.get("name", k) for k, v in models.items()}
+    lines += ["**Verdict** (spiking models against the ANN):", ""] + [f"- {line}" for line in verdict(result)] + [""]
     lines += ["| metric | " + " | ".join(names.values()) + " |", "|---|" + "---:|" * len(models)]
     for label, key, spec in ROWS:
         lines.append(f"| {label} | " + " | ".join(_cell(m.get(key, "—"), spec) for m in models.values()) + " |")
@@ -53,7 +90,8 @@ def render_markdown(result: dict, plots: dict) -> str:
         acc = result["converted"]["accuracy_vs_T"]
         lines += ["", "Converted SNN accuracy vs T: " + ", ".join(f"T={t}: {a:.4f}" for t, a in acc.items()),
                   f"Efficiency factor (ANN MAC energy / converted SNN SyOP energy, estimate): "
-                  f"{_cell(result['converted']['efficiency_factor'], '.3g')}"]
+                  f"{_cell(result['converted']['efficiency_factor'], '.3g')}" + _factor_meaning(
+                      result["converted"]["efficiency_factor"])]
     if "robustness" in result:
         for kind in ("gaussian_noise", "fgsm"):
             lines += ["", f"Robustness, {kind} (level: accuracy):"]
