@@ -77,6 +77,9 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     assert result["converted_event"]["event_driven_layers"]
     assert abs(result["converted_event"]["accuracy"] - result["converted"]["accuracy"]) <= 0.01
     assert len(result["robustness"]["snn"]["fgsm"]) == 21 and len(result["robustness"]["ann"]["gaussian_noise"]) == 11
+    for model in ("ann", "snn"):  # the clean point of both sweeps is one evaluation (same encoding draws)
+        curves = result["robustness"][model]
+        assert curves["gaussian_noise"]["0.0"] == curves["fgsm"]["0.0"], model
     md = (out / "report.md").read_text()
     assert "estimate" in md and "Converted SNN accuracy vs T" in md and "SNN event-driven (T=8)" in md
     assert "accuracy" in capsys.readouterr().out
@@ -192,3 +195,16 @@ def test_niederlechner_presets_equal_the_keras_summaries():
         model = build_model(preset, shape, 10, spiking=False)
         assert sum(p.numel() for p in model.parameters()) == params, preset.name
         assert model(torch.zeros(2, *shape)).shape == (2, 10)
+
+
+def test_robustness_sweeps_share_their_clean_point():
+    """Noise and FGSM sweeps of a rate-coded SNN evaluate sigma=0 and epsilon=0 on the same spikes."""
+    from snnkern.experiments.runner import SNNClassifier, robustness, train
+
+    torch.manual_seed(3)
+    data = load_dataset("digits")  # 359 test images: two encoding draws rarely give the same accuracy
+    preset = PRESETS["luo2024-mlp"].override(epochs=3, T=4, loss="ce_rate", lr=3e-3)  # ~84%: draws matter
+    snn = SNNClassifier(build_model(preset, data.input_shape, data.classes, spiking=True), 4, "rate")
+    train(preset, snn, data, torch.device("cpu"), spiking=True, progress=False)  # trained: draws now matter
+    curves = robustness(snn, data, torch.device("cpu"), 64)
+    assert curves["gaussian_noise"][0.0] == curves["fgsm"][0.0]
