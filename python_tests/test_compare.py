@@ -176,6 +176,9 @@ def test_overridden_settings_replace_the_filled_defaults(tmp_path):
     filled = json.loads((out / "report.json").read_text())["filled_defaults"]
     assert not any("T=25" in f or "batch size 128" in f for f in filled)
     assert any("T=3" in f and "batch size 64" in f for f in filled)
+    # each reason a measurement is unavailable is written once, under the table, not in every cell
+    md = (out / "report.md").read_text()
+    assert "unavailable [1]" in md and "[1] unavailable: " in md and "| unavailable (" not in md
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -101,9 +101,10 @@ def cmd_compare(args) -> int:
     given = {k for k, v in changes.items() if v is not None} | ({"epochs", "T"} if args.smoke else set())
     stale = tuple(f for f in preset.filled if any(word in f for k in given for word in FILLED_WORDS.get(k, ())))
     if stale:
+        epochs = f"{preset.epochs} epoch{'s' if preset.epochs != 1 else ''}"
+        said = {"T": f"T={preset.T}", "batch_size": f"batch size {preset.batch_size}", "epochs": epochs}
         preset = preset.override(filled=tuple(f for f in preset.filled if f not in stale)
-                                 + (f"set on the command line: T={preset.T}, batch size {preset.batch_size}, "
-                                    f"{preset.epochs} epochs",))
+                                 + ("set on the command line: " + ", ".join(v for k, v in said.items() if k in given),))
     dataset = args.dataset or preset.dataset
     try:
         data = load_dataset(dataset, data_dir=args.data_dir, download=args.download,

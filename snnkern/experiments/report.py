@@ -72,8 +72,19 @@ def render_markdown(result: dict, plots: dict) -> str:
     names = {k: v.get("name", k) for k, v in models.items()}
     lines += ["**Verdict** (spiking models against the ANN):", ""] + [f"- {line}" for line in verdict(result)] + [""]
     lines += ["| metric | " + " | ".join(names.values()) + " |", "|---|" + "---:|" * len(models)]
+    reasons = []  # why a cell is unavailable, each said once
     for label, key, spec in ROWS:
-        lines.append(f"| {label} | " + " | ".join(_cell(m.get(key, "—"), spec) for m in models.values()) + " |")
+        cells = []
+        for m in models.values():
+            value = _cell(m.get(key, "—"), spec)
+            if value.startswith("unavailable (") and value.endswith(")"):  # the reason once, below the table
+                reason = value[len("unavailable ("):-1]
+                if reason not in reasons:
+                    reasons.append(reason)
+                value = f"unavailable [{reasons.index(reason) + 1}]"
+            cells.append(value)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"[{i}] unavailable: {reason}" for i, reason in enumerate(reasons, 1)]
     for key in ("ann", "snn"):
         if isinstance(result.get(key), dict):
             secs = result[key]["training"]["epoch_seconds"]
