@@ -56,24 +56,29 @@ def check_number(value, name: str, *, low=None, high=None, low_open=False) -> fl
     return value
 
 
-def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_open=False) -> None:
-    """The values of a fixed (not learnable) tensor-valued beta / tau / threshold, as ``check_number``
-    checks a float. Checked once per version of the tensor (on a GPU that is one sync, then none until
-    the tensor changes); learnable ones are the optimizer's to keep in range (the NaN/inf policy holds)."""
-    if p.requires_grad or torch.compiler.is_compiling():
+def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_open=False, learnable_too=False,
+                       why: str = "") -> None:
+    """The values of a tensor-valued beta / tau / threshold (or weight), as ``check_number`` checks a float.
+    Checked once per version of the tensor (on a GPU that is one sync, then none until the tensor changes).
+    Learnable tensors are skipped unless ``learnable_too``: they are the optimizer's to keep in range (the
+    NaN/inf policy holds). ``why`` ends the message."""
+    if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling():
         return
-    if getattr(p, "_snnkern_checked", None) == (p._version, low, high, low_open):
+    key = (p._version, p.data_ptr(), low, high, low_open)  # data_ptr: `p.data = other` keeps the version
+    if getattr(p, "_snnkern_checked", None) == key:
         return
-    ok = torch.isfinite(p)
+    values = p.detach()
+    ok = torch.isfinite(values)
     if low is not None:
-        ok &= (p > low) if low_open else (p >= low)
+        ok &= (values > low) if low_open else (values >= low)
     if high is not None:
-        ok &= p <= high
+        ok &= values <= high
     if not bool(ok.all()):
         rule = _rule(low, high, low_open)
         raise ValueError(f"{name} must hold finite values{' ' + rule if rule else ''}; got values in "
-                         f"[{p.min().item():g}, {p.max().item():g}]" + (" (or NaN)" if p.isnan().any() else ""))
-    p._snnkern_checked = (p._version, low, high, low_open)
+                         f"[{values.min().item():g}, {values.max().item():g}]"
+                         + (" (or NaN)" if values.isnan().any() else "") + (f": {why}" if why else ""))
+    p._snnkern_checked = key
 
 
 def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:

@@ -82,19 +82,6 @@ PACK = {"torch": pack_reference, "triton": _pack_triton, "cuda": torch.ops.snnke
 UNPACK = {"torch": unpack_reference, "triton": _unpack_triton, "cuda": _unpack_native}
 
 
-def _check_finite_weight(weight: torch.Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return
-    key = (weight._version, weight.data_ptr())
-    if getattr(weight, "_snnkern_finite", None) == key:
-        return
-    if not bool(torch.isfinite(weight.detach()).all()):
-        raise ValueError("weight holds NaN or inf: the event-driven algorithms ('tiles', 'gather') skip the "
-                         "weights of inputs that did not spike, so they cannot reproduce a dense product's NaN; "
-                         "use algorithm='dense' to propagate it")
-    weight._snnkern_finite = key
-
-
 def _checked_parts(parts, weight: torch.Tensor) -> torch.Tensor:
     """A weight_parts_cache that was made from this weight, as it is now."""
     if not isinstance(parts, torch.Tensor):
@@ -217,7 +204,10 @@ def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_p
     if algorithm in ("tiles", "gather"):
         # the event-driven kernels never read the weights of inputs that did not spike, so a NaN/inf there
         # would vanish where a dense product gives NaN: refuse non-finite weights instead (once per version)
-        _check_finite_weight(weight)
+        _checks.check_param_values(weight, "weight", learnable_too=True,
+                                   why="the event-driven algorithms ('tiles', 'gather') skip the weights of inputs "
+                                       "that did not spike, so they cannot reproduce a dense product's NaN or inf; "
+                                       "use algorithm='dense' to propagate it")
     parts = None
     if algorithm == "tiles":
         if weight_parts_cache is None:
