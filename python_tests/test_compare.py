@@ -135,7 +135,7 @@ def test_mnist_preset_falls_back_to_real_mnist_offline(tmp_path, capsys, monkeyp
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## The paper beside this run" in md and "60,000 train" in md and "mnist-5k" in md
     # a verdict the reader does not have to work out: accuracy points, time and energy ratios against the ANN
-    assert "**Verdict**" in md and "points" in md and "x its estimated energy" in md
+    assert "**Verdict**" in md and "points" in md and ("its energy (cheaper" in md or "its energy (costlier" in md)
     assert "verdict: SNN (T=4):" in out and "J/sample estimated" in out
 
 
@@ -211,3 +211,52 @@ def test_robustness_sweeps_share_their_clean_point():
     train(preset, snn, data, torch.device("cpu"), spiking=True, progress=False)  # trained: draws now matter
     curves = robustness(snn, data, torch.device("cpu"), 64)
     assert curves["gaussian_noise"][0.0] == curves["fgsm"][0.0]
+
+
+def test_report_answers_first_with_spreads_and_threads(tmp_path):
+    """The verdict within report.md's first five lines; times, estimated energy and accuracy carry their
+    spread; the thread count asked for is set and recorded."""
+    from snnkern.experiments.runner import COUNT_BATCHES, TIMING_REPEATS
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["compare", "--dataset", "digits", "--smoke", "--quiet", "--threads", "1",
+                     "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["cpu"]["threads"] == 1 and report["cpu"]["cores_available"] >= 1
+    for key in ("ann", "snn", "converted"):
+        timing = report[key]["inference_ms_per_sample_spread"]
+        assert timing["n"] == TIMING_REPEATS and timing["min"] <= timing["median"] <= timing["max"]
+        assert report[key]["estimated_j_per_sample_spread"]["n"] == COUNT_BATCHES
+    head = (tmp_path / "report.md").read_text().splitlines()[:5]
+    assert any(line.startswith("- SNN (T=4): ") for line in head), head
+    verdict = next(line for line in head if line.startswith("- SNN (T=4): "))
+    assert f"95% interval over {report['snn']['test_samples']} test samples" in verdict and "(measured, median of 7 calls each, interquartile range)" in verdict
+    assert "estimated from operation counts" in verdict and "GPU memory not measured on a CPU run" in verdict
+    md = (tmp_path / "report.md").read_text()
+    assert "CPU: 1 torch threads on" in md and "s/epoch median (fastest" in md
+
+
+def test_energy_plot_shows_every_bar_and_every_name(tmp_path, monkeypatch):
+    """Horizontal bars with the models' names as tick labels (no overlap), every bar inside the axes on a
+    log axis, each labelled with its multiple of the ANN's value."""
+    from snnkern.experiments import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, out_dir, name: figures.append(fig) or name)
+    models = {k: {"name": name, "estimated_j_per_sample": j, "measured_j_per_sample": "unavailable (CPU run)"}
+              for k, name, j in (("ann", "ANN", 1e-6), ("snn", "SNN event-driven (T=25)", 3e-8),
+                                 ("converted", "converted event-driven (T=32)", 4e-4))}
+    report._energy_plot(models, str(tmp_path))
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["converted event-driven (T=32)",
+                                                            "SNN event-driven (T=25)", "ANN"]
+    assert ax.get_xscale() == "log"
+    lo, hi = ax.get_xlim()
+    for bar in ax.patches:
+        assert lo <= bar.get_x() and bar.get_x() + bar.get_width() <= hi and bar.get_width() > 0
+    labels = [t.get_text() for t in ax.texts]
+    assert any("(400x ANN)" in t for t in labels) and any("(0.03x ANN)" in t for t in labels)
+    assert "measured unavailable" in ax.get_title()

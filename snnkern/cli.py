@@ -131,7 +131,8 @@ def cmd_compare(args) -> int:
         return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"snnkern compare: preset {preset.name} on {data.name} ({data.source}), device {device}")
-    result = run_study(preset, data, device, with_robustness=args.robustness, progress=not args.quiet)
+    result = run_study(preset, data, device, with_robustness=args.robustness, progress=not args.quiet,
+                       threads=args.threads)
     paths = write_report(result, args.out)
     print(f"report: {paths['markdown']} (and {paths['json']}, plots in {args.out})")
     for key in ("ann", "snn", "snn_event", "converted", "converted_event"):
@@ -196,6 +197,8 @@ def main(argv=None) -> int:
     cmp_.add_argument("--out", default="snnkern-report", help="output directory (default snnkern-report)")
     cmp_.add_argument("--robustness", action="store_true", help="Gaussian noise and FGSM sweeps, ANN vs SNN")
     cmp_.add_argument("--quiet", action="store_true", help="no progress bars")
+    cmp_.add_argument("--threads", type=_positive_int, default=None,
+                      help="torch CPU threads (default: torch's own, at most the cores available); recorded")
     cmp_.set_defaults(func=cmd_compare)
     pre = sub.add_parser("presets", help="list the study presets and their sources")
     pre.set_defaults(func=cmd_presets)

@@ -7,6 +7,8 @@ need a GPU with NVML).
 from __future__ import annotations
 
 import copy
+import os
+import statistics
 import time
 
 import torch
@@ -26,8 +28,29 @@ NOISE_LEVELS = [round(0.1 * i, 2) for i in range(11)]
 FGSM_EPS = [round(0.05 * i, 2) for i in range(21)]
 
 
+TIMING_REPEATS = 7  # timed calls per model after the warm-up: the median and quartiles need several
+ENERGY_WINDOWS = 3  # NVML windows per model, 1 s of calls each (the counter's resolution wants >= 1 s)
+COUNT_BATCHES = 4  # input batches the operation counts (and so the energy estimate) are taken over
+
+
 def unavailable(reason: str) -> str:
     return f"unavailable ({reason})"
+
+
+def spread(values) -> dict:
+    """Median and spread of repeated measurements: quartiles (inclusive method), extremes, count."""
+    v = sorted(float(x) for x in values)
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "q25": q[0], "q75": q[2], "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def cpu_conditions(threads: int | None = None) -> dict:
+    """Set torch's CPU thread count (default: torch's own, at most the cores this process may use) and
+    say what the CPU looked like: on a shared CPU, timings vary with the other processes' load."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads or min(torch.get_num_threads(), cores))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"threads": torch.get_num_threads(), "cores_available": cores, "load_average_1min": load}
 
 
 class SNNClassifier(nn.Module):
@@ -101,38 +124,56 @@ def evaluate(model, split, device, batch_size: int) -> dict:
 
 def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts_input, counts_kwargs=None,
             batch_dim: int = 0) -> dict:
-    """Accuracy metrics, time, memory, measured and estimated energy, size."""
+    """Accuracy metrics, time, memory, measured and estimated energy, size. Time and energy are
+    medians with their spread (``*_spread``) over repeated calls / NVML windows / count batches;
+    ``counts_input`` is one input batch or a list of them."""
     torch.manual_seed(0)  # rate-encoded inputs draw the same spikes for every model measured
     out = evaluate(model, data.test, device, p.batch_size)
+    out["test_samples"] = len(data.test[1])
     x = data.test[0][:p.batch_size].to(device)
     model.eval()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.no_grad():
         model(x)  # warm-up (kernels compile on first use)
+        sync()
         if device.type == "cuda":
-            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        out["inference_ms_per_sample"] = (time.perf_counter() - t0) * 1e3 / len(x)
+        times = []
+        for _ in range(TIMING_REPEATS):
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3 / len(x))
+        out["inference_ms_per_sample_spread"] = spread(times)
+        out["inference_ms_per_sample"] = out["inference_ms_per_sample_spread"]["median"]
         out["peak_gpu_memory_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                                      else unavailable("CPU run"))
-        calls = 0
-        with EnergyMeter(samples=None, idle_seconds=0.5) as meter:
-            t0 = time.perf_counter()
-            while device.type == "cuda" and time.perf_counter() - t0 < 2.0:
-                model(x)
-                calls += 1
-    r = meter.reading
-    if r.available and calls:
-        out.update(measured_watts=r.mean_watts, measured_j_per_sample=r.joules / (calls * len(x)), gpu=r.gpu)
+        readings, reason = [], "CPU run"
+        for _ in range(ENERGY_WINDOWS if device.type == "cuda" else 0):
+            calls = 0
+            with EnergyMeter(samples=None, idle_seconds=0.5) as meter:
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < 1.0:
+                    model(x)
+                    calls += 1
+            r = meter.reading
+            if not r.available:
+                reason = r.reason
+                break
+            readings.append((r.joules / (calls * len(x)), r.mean_watts, r.gpu))
+    if readings:
+        out["measured_j_per_sample_spread"] = spread(j for j, _, _ in readings)
+        out.update(measured_j_per_sample=out["measured_j_per_sample_spread"]["median"],
+                   measured_watts=statistics.median(w for _, w, _ in readings), gpu=readings[0][2])
     else:
-        reason = r.reason if not r.available else "CPU run"
         out.update(measured_watts=unavailable(reason), measured_j_per_sample=unavailable(reason))
-    counts = count_ops(model, counts_input, batch_dim=batch_dim, forward_kwargs=counts_kwargs)
-    out.update(macs_per_sample=counts.per_sample("macs"), acs_per_sample=counts.per_sample("acs"),
-               estimated_j_per_sample=estimate_energy(counts, "45nm-fp32"), energy_preset="45nm-fp32 (estimate)")
+    batches_in = counts_input if isinstance(counts_input, (list, tuple)) else [counts_input]
+    counted = [count_ops(model, b, batch_dim=batch_dim, forward_kwargs=counts_kwargs) for b in batches_in]
+    out["estimated_j_per_sample_spread"] = spread(estimate_energy(c, "45nm-fp32") for c in counted)
+    out.update(macs_per_sample=statistics.median(c.per_sample("macs") for c in counted),
+               acs_per_sample=statistics.median(c.per_sample("acs") for c in counted),
+               estimated_j_per_sample=out["estimated_j_per_sample_spread"]["median"],
+               energy_preset=f"45nm-fp32 (estimate; median over {len(counted)} input batches)")
     params = sum(q.numel() for q in model.parameters())
     out.update(parameters=params, model_size_mb=sum(q.numel() * q.element_size() for q in model.parameters()) / 2**20,
                name=name)
@@ -177,13 +218,17 @@ def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: in
 
 
 def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, threads: int | None = None) -> dict:
+    """Train, convert and measure one preset; ``threads``: torch's CPU threads (default: its own, at
+    most the cores available); the CPU's thread count and load before and after go in ``result["cpu"]``."""
+    cpu = cpu_conditions(threads)
     torch.manual_seed(0)
     result = {"preset": p.name, "source": p.source, "filled_defaults": list(p.filled), "dataset": data.name,
               "dataset_source": data.source, "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else unavailable("CPU run"),
-              "settings": {k: v for k, v in vars(p).items() if k not in ("extra", "paper")}}
-    sample = data.test[0][:8].to(device)
+              "settings": {k: v for k, v in vars(p).items() if k not in ("extra", "paper")}, "cpu": cpu}
+    # the operation counts (spikes, so the energy estimate) vary with the input: a few batches give a spread
+    sample = [data.test[0][i:i + 8].to(device) for i in range(0, min(len(data.test[0]), 8 * COUNT_BATCHES), 8)]
 
     ann = build_model(p, data.input_shape, data.classes, spiking=False).to(device)
     result["ann"] = {"training": train(p, ann, data, device, spiking=False, progress=progress)}
@@ -219,4 +264,6 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         if p.train_snn:
             result["robustness"]["snn"] = robustness(snn, data, device, p.batch_size, name="SNN", progress=progress)
     result["paper_vs_run"] = compare_with_paper(result, p.paper, p.paper_setup)
+    if hasattr(os, "getloadavg"):
+        cpu["load_average_1min_after"] = os.getloadavg()[0]
     return result
