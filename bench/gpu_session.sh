@@ -66,8 +66,7 @@ stage_networks() {
 stage_report() {
   local jsons=("$OUT"/*.json)
   [ -e "${jsons[0]}" ] || { echo "no benchmark JSON in $OUT"; status=1; return; }
-  run report $PY -m bench.report "${jsons[@]}" --plots "$OUT"
-  cp "$OUT/report.log" "$OUT/report.md"
+  run report $PY -m bench.report "${jsons[@]}" --plots "$OUT" --out "$OUT/report.md"
 }
 
 [ $# -gt 0 ] || set -- build test

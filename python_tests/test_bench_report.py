@@ -37,6 +37,7 @@ def test_report_merges_files_and_states_ratios(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FakeGPU 80GB" in out and "commit abc1234" in out
     assert "**3000 GB/s**" in out  # the copy bandwidth of the same run
+    assert "Baseline of the ratios: **snnkern**" in out and "| time / snnkern |" in out  # named, not implied
     assert "## lif-fwd" in out and "## net-mlp" in out  # both files in one report
     snntorch_row = next(line for line in out.splitlines() if line.startswith("| snntorch"))
     assert "| 2.00 |" in snntorch_row  # 1.0 ms over the snnkern baseline's 0.5 ms
@@ -45,7 +46,32 @@ def test_report_merges_files_and_states_ratios(tmp_path, capsys):
     for name in ("throughput_vs_T.png", "energy_vs_T.png"):
         path = tmp_path / "plots" / name
         assert path.exists() and os.path.getsize(path) > 1000
-        assert f"![{path}]({path})" in out
+        assert f"![{name}]({os.path.relpath(path)})" in out  # printed: relative to the current directory
+    # no memory records: no empty plot, a sentence instead
+    assert not (tmp_path / "plots" / "memory_vs_T.png").exists()
+    assert "No memory_vs_T.png plot: no peak memory" in out
+
+
+def test_report_written_beside_its_plots_links_them_by_name(tmp_path):
+    """--out puts the markdown in the plots' folder: links must not repeat the folder (broken otherwise)."""
+    networks = write(tmp_path / "n.json", [
+        bench_record("net-mlp", f"{kind}", network="mlp", mode="inference", kind=kind, T=T, impl=kind,
+                     ms_median=1.0, ms_q20=1.0, ms_q80=1.0, samples_per_s=10.0, baseline=kind == "ann")
+        for kind, T in (("ann", 0), ("snn", 4))])
+    report.main([networks, "--plots", str(tmp_path / "out"), "--out", str(tmp_path / "out" / "report.md")])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "![throughput_vs_T.png](throughput_vs_T.png)" in md
+    assert "No energy_vs_T.png plot: no measured energy" in md
+
+
+def test_small_bandwidths_keep_their_digits(tmp_path, capsys):
+    """A CPU run's copy bandwidth is a few GB/s or less: "0 GB/s" beside "111%" read as nonsense."""
+    report.main([write(tmp_path / "k.json", [
+        bench_record("lif-fwd", "a", impl="copy", ms_median=1.0, ms_q20=1.0, ms_q80=1.0, gb_per_s=0.42),
+        bench_record("lif-fwd", "b", impl="snnkern", ms_median=0.9, ms_q20=0.9, ms_q80=0.9, gb_per_s=0.466,
+                     copy_gb_per_s=0.42)])])
+    out = capsys.readouterr().out
+    assert "**0.42 GB/s**" in out and "| 0.466 | 111 |" in out and "Above 100% of copy bandwidth" in out
 
 
 def test_report_of_an_empty_run(tmp_path, capsys):
