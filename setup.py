@@ -29,11 +29,26 @@ def _say(msg: str) -> None:
     print(f"snnkern setup: {msg}", file=sys.stderr)
 
 
+BUILD_NOTE = os.path.join(HERE, "snnkern", "_build_note.txt")  # read by snnkern.extension_status()
+
+
+def _note_build(reason) -> None:
+    """Leave why the extension was not built where the installed package finds it: pip hides this
+    script's output, so `pip install ".[bench]"` (build isolation: no torch) would drop it silently."""
+    if reason is None:
+        if os.path.exists(BUILD_NOTE):
+            os.remove(BUILD_NOTE)
+        return
+    with open(BUILD_NOTE, "w") as f:
+        f.write(reason + "\n")
+
+
 def cuda_extension():
     """([extensions], {cmdclass}) for snnkern._C, or nothing with a message saying why."""
     force = _flag("SNNKERN_FORCE_CUDA_BUILD")
     if _flag("SNNKERN_SKIP_CUDA_BUILD"):
         _say("SNNKERN_SKIP_CUDA_BUILD is set: installing without the CUDA extension")
+        _note_build("the install set SNNKERN_SKIP_CUDA_BUILD=1")
         return [], {}
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "*.cu")))
     reason = None
@@ -57,7 +72,9 @@ def cuda_extension():
         if force:
             raise RuntimeError(f"SNNKERN_FORCE_CUDA_BUILD=1 but the CUDA extension cannot be built: {reason}")
         _say(f"{reason}: installing without the CUDA extension (Triton kernels and the reference still work)")
+        _note_build(f"the install did not build it: {reason}")
         return [], {}
+    _note_build(None)
     if "TORCH_CUDA_ARCH_LIST" not in os.environ:
         # a machine with a GPU builds for its own (torch reads the visible devices when the list is unset);
         # one without builds one architecture: enough to prove csrc compiles, minutes instead of a quarter hour
@@ -92,6 +109,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["snnkern", "snnkern.*"]),
+    package_data={"snnkern": ["_build_note.txt"]},
     install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy", "tqdm"],
     extras_require={
         "peers": PEERS,

@@ -68,3 +68,31 @@ def test_large_tensor_indexing_is_64_bit():
             s, v = lif(x, beta=0.5, threshold=1.0, backend=backend)
         assert s[1, -1].item() == 1.0 and s[1, -2].item() == 0.0, backend
         del s, v
+
+
+def test_a_skipped_build_says_why_after_install(tmp_path, monkeypatch):
+    """`pip install ".[bench]"` builds in isolation (no torch): setup.py skips the extension, and pip hides
+    its output. The reason is left in the package, and extension_status() names it and the cure."""
+    import shutil
+
+    import snnkern._extension as ext
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(repo, name), tmp_path / name)
+    (tmp_path / "snnkern").mkdir()
+    (tmp_path / "csrc").mkdir()
+    (tmp_path / "csrc" / "k.cpp").write_text("")
+    no_torch = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['setup.py', '--version']; "
+                "runpy.run_path('setup.py', run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNNKERN_")}
+    done = subprocess.run([sys.executable, "-c", no_torch], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    note = (tmp_path / "snnkern" / "_build_note.txt").read_text()
+    assert "torch is not importable in the build environment" in note
+    monkeypatch.setattr(ext, "BUILD_NOTE", str(tmp_path / "snnkern" / "_build_note.txt"))
+    monkeypatch.setitem(ext._status, "loaded", False)
+    monkeypatch.setitem(ext._status, "reason", "No module named 'snnkern._C'")
+    status = ext.extension_status()
+    assert "torch is not importable" in status and "--no-build-isolation" in status

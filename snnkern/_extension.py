@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 
 logger = logging.getLogger("snnkern")
 _status: dict = {"loaded": None, "reason": None}
@@ -29,5 +30,22 @@ def cuda_extension_available() -> bool:
     return _load()
 
 
+BUILD_NOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_note.txt")
+
+
+def _build_note() -> str | None:
+    """Why setup.py skipped the build, if it did (it leaves this note in the package)."""
+    if not os.path.exists(BUILD_NOTE):
+        return None
+    with open(BUILD_NOTE) as f:
+        return f.read().strip()
+
+
 def extension_status() -> str:
-    return "loaded" if _load() else f"not available ({_status['reason']})"
+    if _load():
+        return "loaded"
+    note = _build_note()
+    if note:  # the cause, and the cure: pip's build isolation hides torch from the build
+        return (f"not available ({note}; rebuild with `SNNKERN_FORCE_CUDA_BUILD=1 pip install "
+                f"--no-build-isolation --no-deps .` in an environment with a CUDA torch and nvcc)")
+    return f"not available ({_status['reason']})"
