@@ -260,3 +260,25 @@ def test_energy_plot_shows_every_bar_and_every_name(tmp_path, monkeypatch):
     labels = [t.get_text() for t in ax.texts]
     assert any("(400x ANN)" in t for t in labels) and any("(0.03x ANN)" in t for t in labels)
     assert "measured unavailable" in ax.get_title()
+
+
+def test_accuracy_and_robustness_plots_are_readable(tmp_path, monkeypatch):
+    """Accuracy-vs-T ticked at the T values run (not powers of two); robustness curves on a 0-100% axis
+    with one legend outside the panels (inside, it covered the curves)."""
+    import matplotlib.figure
+
+    from snnkern.convert import plot_accuracy_vs_T
+    from snnkern.experiments import report
+
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **k: saved.append(fig) or real_savefig(fig, *a, **k))
+    plot_accuracy_vs_T({5: 0.5, "20": 0.8, 50: 0.9}, str(tmp_path / "acc.png"), ann_accuracy=0.95)
+    ax = saved[-1].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "20", "50"]
+    curves = {"gaussian_noise": {0.0: 0.9, 0.5: 0.6}, "fgsm": {0.0: 0.9, 0.5: 0.1}}
+    report.make_plots({"robustness": {"ann": curves, "snn": curves}}, str(tmp_path))
+    fig = saved[-1]
+    assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)
+    assert all(ax.get_ylim()[0] == 0 for ax in fig.axes)

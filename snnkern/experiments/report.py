@@ -165,10 +165,10 @@ def render_markdown(result: dict, plots: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, out_dir: str, name: str) -> str:
+def _save(fig, out_dir: str, name: str, rect=(0, 0, 1, 1)) -> str:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -215,6 +215,23 @@ def _energy_plot(models: dict, out_dir: str) -> str:
     return _save(fig, out_dir, "energy_per_sample.png")
 
 
+def _epoch_time_plot(models: dict, out_dir: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key in ("ann", "snn"):
+        if key in models:
+            secs = models[key]["training"]["epoch_seconds"]
+            ax.plot(range(1, len(secs) + 1), secs, marker="o", label=models[key]["name"])
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_yscale("log")  # an SNN epoch can take 100x an ANN one: both lines stay readable
+    ax.set_ylabel("seconds / epoch (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    return _save(fig, out_dir, "time_per_epoch.png")
+
+
 def make_plots(result: dict, out_dir: str) -> dict:
     import matplotlib
 
@@ -227,28 +244,23 @@ def make_plots(result: dict, out_dir: str) -> dict:
         path = os.path.join(out_dir, "accuracy_vs_T.png")
         plots["accuracy vs T"] = plot_accuracy_vs_T(result["converted"]["accuracy_vs_T"], path,
                                                     ann_accuracy=result["ann"]["accuracy"])
-    plots["energy per sample"] = _energy_plot(models, out_dir)
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for key in ("ann", "snn"):
-        if key in models:
-            secs = models[key]["training"]["epoch_seconds"]
-            ax.plot(range(1, len(secs) + 1), secs, marker="o", label=models[key]["name"])
-    ax.set_xlabel("epoch")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_yscale("log")  # an SNN epoch can take 100x an ANN one: both lines stay readable
-    ax.set_ylabel("seconds / epoch (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
-    plots["time per epoch"] = _save(fig, out_dir, "time_per_epoch.png")
+    if models:
+        plots["energy per sample"] = _energy_plot(models, out_dir)
+    if "ann" in models or "snn" in models:
+        plots["time per epoch"] = _epoch_time_plot(models, out_dir)
     if "robustness" in result:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
         for ax, kind, label in zip(axes, ("gaussian_noise", "fgsm"), ("noise sigma", "FGSM epsilon")):
             for model, curves in result["robustness"].items():
-                ax.plot(list(curves[kind]), list(curves[kind].values()), marker=".", label=model.upper())
+                ax.plot([float(k) for k in curves[kind]], [100 * v for v in curves[kind].values()], marker=".",
+                        label=model.upper())
             ax.set_xlabel(label)
-            ax.set_ylabel("accuracy")
-            ax.legend()
-        plots["robustness"] = _save(fig, out_dir, "robustness.png")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_ylim(0, 102)  # from zero: a zoomed axis makes a small drop look like a collapse
+            ax.grid(alpha=0.3)
+        # one legend for both panels, above them: inside, it covered the curves
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False)
+        plots["robustness"] = _save(fig, out_dir, "robustness.png", rect=(0, 0, 1, 0.92))
     return plots
 
 
