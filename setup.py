@@ -100,6 +100,7 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 
 # the versions the tests run against (their semantics are what swap reproduces bit for bit)
 PEERS = ["snntorch==1.0.0", "spikingjelly==2.0.0"]
+NIR = ["nir==1.0.8", "nirtorch==2.6"]  # the versions the snnTorch NIR round-trip tests ran against
 setup(
     name="snnkern",
     version="0.1.0",
@@ -113,9 +114,10 @@ setup(
     install_requires=["torch>=2.6", "triton>=3.0; platform_system == 'Linux'", "numpy", "tqdm"],
     extras_require={
         "peers": PEERS,
+        "nir": NIR,
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "scikit-learn", "mlxtend", "matplotlib",
                  "nvidia-ml-py"]
-        + PEERS,
+        + PEERS + NIR,
         "study": ["scikit-learn", "mlxtend", "matplotlib", "nvidia-ml-py", "torchvision"],
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
     },
