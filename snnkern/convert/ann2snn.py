@@ -3,8 +3,9 @@
 Recipe (rate-based conversion, Rueckauer et al. 2017; thresholds from activation percentiles as in
 snntoolbox / SpingJelly's converter):
 
-1. trace the ANN with torch.fx (``nn.Sequential`` and any fx-traceable model), fold every BatchNorm
-   into the Conv/Linear before it, drop Dropout; MaxPool becomes the spiking max-pool of Rueckauer
+1. trace the ANN with torch.fx (``nn.Sequential`` and any fx-traceable model: torchvision's VGG19,
+   VGG19-BN and MobileNetV2 as they come), fold every BatchNorm into the Conv/Linear before it (plain,
+   grouped or depthwise), drop Dropout (the classifier's too); MaxPool becomes the spiking max-pool of Rueckauer
    et al. (gated by spike counts; ``maxpool="spiking"``, the default) or AvgPool (``maxpool="avg"``,
    which changes the function: only sound for a network that tolerates it — measured on an 8x8-digits
    CNN trained with max-pooling, avg replacement fell to chance while the spiking max-pool kept the
@@ -16,6 +17,19 @@ snntoolbox / SpingJelly's converter):
    scale as threshold, emitting ``threshold``-valued spikes so the next layer sees the ANN's scale;
    ``init_membrane=0.5`` starts every membrane at threshold/2 (rounds instead of floors the rate:
    markedly better accuracy at small T).
+
+ReLU6 (MobileNetV2) and ``Hardtanh(0, cap)``: an IF neuron fires at most once a step, so its decoded
+output ``threshold * rate`` is ``clip(x, 0, threshold)`` — it clips by construction. The threshold is
+the calibration statistic of the *clipped* activation, so it never exceeds the cap (6): with
+``mode="max"`` on data that reaches the cap it is exactly ReLU6, with a percentile it clips a little
+lower, as for ReLU. (``min(statistic, cap)`` is enforced for any mode.)
+
+Everything between two IF layers is linear (Conv of any groups, Linear, average / adaptive average
+pooling, flatten, residual ``+``), applied at every step to the spikes (valued ``threshold``) of the
+IF layers before it, so its time average is the same linear function of their rates. A residual add
+of two spike trains therefore needs no threshold of its own: MobileNetV2's adds join linear
+bottlenecks (no activation after them), and where an activation follows an add (ResNet-style) that
+activation becomes an IF neuron calibrated on the ANN's post-add activation like any other.
 
 The converted model runs all T steps at once: stateless layers on the merged ``[T*B, ...]`` batch,
 each IF layer as one fused kernel call over ``[T, B, ...]``.
@@ -35,12 +49,17 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from ..functional import if_
 from ..functional_spikes import count_spikes
 
-STATELESS_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                     nn.Flatten, nn.Identity, nn.Unflatten)
+STATELESS_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                     nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Unflatten)
+ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)  # Hardtanh only as (0, cap]: ReLU6 is Hardtanh(0, 6)
 FOLDED_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
 REMOVED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-FUNCTIONS = {torch.flatten, torch.relu, F.relu, operator.add, torch.add, F.avg_pool2d, F.adaptive_avg_pool2d}
+RELU_FUNCTIONS = {torch.relu, F.relu, F.relu6}
+FUNCTIONS = {torch.flatten, operator.add, torch.add, F.avg_pool2d, F.adaptive_avg_pool2d,
+             F.adaptive_avg_pool1d, F.avg_pool1d} | RELU_FUNCTIONS
 METHODS = {"view", "reshape", "flatten", "relu", "size", "__add__", "add"}
+SUPPORTED = ("Conv1d/Conv2d (any groups), Linear, BatchNorm (folded), ReLU, ReLU6, Hardtanh(0, cap), Avg/MaxPool, "
+             "AdaptiveAvgPool, Dropout, Flatten, residual +")
 MAXPOOL_MODES = ("avg", "spiking")
 
 
@@ -171,14 +190,30 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         raise ValueError(f"the model is not torch.fx-traceable, so it cannot be converted: {exc}") from exc
 
 
+def _activation_cap(mod: nn.Module) -> float | None:
+    """The upper clip of a supported activation module (None: ReLU, unbounded); ValueError otherwise."""
+    if isinstance(mod, nn.Hardtanh):  # ReLU6 included
+        if mod.min_val != 0 or not mod.max_val > 0:
+            raise ValueError(f"Hardtanh({mod.min_val}, {mod.max_val}) cannot become an IF neuron: only a ReLU "
+                             "clipped at a positive cap, Hardtanh(0, cap) such as ReLU6, can")
+        return float(mod.max_val)
+    return None
+
+
 def _check_supported(gm: fx.GraphModule) -> None:
     for node in gm.graph.nodes:
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            ok = (STATELESS_MODULES + FOLDED_MODULES + REMOVED_MODULES + (nn.ReLU, nn.MaxPool2d, nn.MaxPool1d))
+            ok = (STATELESS_MODULES + FOLDED_MODULES + REMOVED_MODULES + ACTIVATION_MODULES
+                  + (nn.MaxPool2d, nn.MaxPool1d))
             if not isinstance(mod, ok):
                 raise ValueError(f"cannot convert layer {node.target!r} ({type(mod).__name__}): supported are "
-                                 "Conv, Linear, BatchNorm (folded), ReLU, Avg/MaxPool, Dropout, Flatten")
+                                 f"{SUPPORTED}")
+            if isinstance(mod, nn.Hardtanh):
+                try:
+                    _activation_cap(mod)
+                except ValueError as exc:
+                    raise ValueError(f"cannot convert layer {node.target!r}: {exc}") from None
         elif node.op == "call_function" and node.target not in FUNCTIONS:
             raise ValueError(f"cannot convert operation {getattr(node.target, '__name__', node.target)!r} "
                              f"at node {node.name!r}")
@@ -214,16 +249,17 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     return gm
 
 
-def _normalize_graph(gm: fx.GraphModule, maxpool: str) -> None:
-    """ReLU calls become nn.ReLU modules (to hook and replace); Dropout goes; MaxPool becomes AvgPool."""
+def _normalize_graph(gm: fx.GraphModule, maxpool: str | None) -> None:
+    """ReLU / ReLU6 calls become nn.ReLU / nn.ReLU6 modules (to hook and replace); Dropout goes; MaxPool
+    becomes the spiking max-pool or AvgPool (``maxpool=None``: stays, for the ANN reference)."""
     count = 0
     for node in list(gm.graph.nodes):
-        is_relu = (node.op == "call_function" and node.target in (torch.relu, F.relu)) or \
+        is_relu = (node.op == "call_function" and node.target in RELU_FUNCTIONS) or \
                   (node.op == "call_method" and node.target == "relu")
         if is_relu:
             name = f"snnkern_relu_{count}"
             count += 1
-            gm.add_submodule(name, nn.ReLU())
+            gm.add_submodule(name, nn.ReLU6() if node.target is F.relu6 else nn.ReLU())
             with gm.graph.inserting_after(node):
                 new = gm.graph.call_module(name, (node.args[0],))
             node.replace_all_uses_with(new)
@@ -236,6 +272,8 @@ def _normalize_graph(gm: fx.GraphModule, maxpool: str) -> None:
             elif isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
                 if mod.dilation not in (1, (1, 1)) or mod.return_indices:
                     raise ValueError(f"cannot convert MaxPool {node.target!r} with dilation or return_indices")
+                if maxpool is None:
+                    continue
                 if maxpool == "avg":
                     pool = nn.AvgPool2d if isinstance(mod, nn.MaxPool2d) else nn.AvgPool1d
                     _replace_module(gm, node.target, pool(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
@@ -247,6 +285,12 @@ def _normalize_graph(gm: fx.GraphModule, maxpool: str) -> None:
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
+
+
+def _activations(gm: fx.GraphModule) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every activation of a normalized graph, in graph order: what becomes IF neurons."""
+    return [(n.target, gm.get_submodule(n.target)) for n in gm.graph.nodes
+            if n.op == "call_module" and isinstance(gm.get_submodule(n.target), ACTIVATION_MODULES)]
 
 
 class _Recorder:
@@ -311,8 +355,7 @@ def convert(ann: nn.Module, calibration, *, mode="99.9%", per_channel: bool = Fa
     gm = fold_batchnorm(ann)
     _normalize_graph(gm, maxpool)
 
-    relus = [(n.target, gm.get_submodule(n.target)) for n in gm.graph.nodes
-             if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.ReLU)]
+    relus = _activations(gm)
     gen = torch.Generator().manual_seed(seed)
     recorders = {name: _Recorder(per_channel, max_calibration_samples, gen) for name, _ in relus}
     handles = [mod.register_forward_hook(recorders[name]) for name, mod in relus]
@@ -331,9 +374,12 @@ def convert(ann: nn.Module, calibration, *, mode="99.9%", per_channel: bool = Fa
     if seen == 0:
         raise ValueError("calibration holds no data: pass a non-empty DataLoader or tensor batch")
 
-    for name, _ in relus:
+    for name, mod in relus:
         rec = recorders[name]
         scale = rec.scale(kind, q).to(device)
+        cap = _activation_cap(mod)
+        if cap is not None:  # the IF neuron clips at its threshold: a threshold at or below the cap keeps ReLU6's clip
+            scale = scale.clamp(max=cap)
         # per channel: [C] -> [C, 1, ...], broadcastable over the neuron shape [B, C, *spatial]
         scale = scale.reshape(-1, *([1] * (rec.ndim - 2))) if per_channel else scale.reshape(())
         _replace_module(gm, name, IFNeuron(scale, float(init_membrane), backend))
@@ -364,24 +410,84 @@ def accuracy_vs_T(snn: ConvertedSNN, loader, T_list, device=None) -> dict[int, f
     return {t: correct[t] / total for t in T_list}
 
 
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    a, b = a - a.mean(), b - b.mean()
+    denom = (a.norm() * b.norm()).item()
+    return float((a @ b).item() / denom) if denom > 0 else float(torch.equal(a, b))
+
+
+def layer_agreement(ann: nn.Module, snn: ConvertedSNN, x: torch.Tensor, T: int | None = None) -> list[dict]:
+    """How well ``snn`` (converted from ``ann``) tracks the ANN, layer by layer, on the batch ``x``.
+
+    One row per IF layer (in graph order) and a last row ``"output"`` for the logits: ``corr`` is the
+    Pearson correlation between the ANN activation and the SNN's decoded output (threshold x firing rate,
+    averaged over the T steps); ``rel_err`` the relative L2 error; ``rate`` the SNN's firing rate and
+    ``threshold`` its (mean) threshold. The ANN side is the ANN's own graph with BatchNorm folded and
+    Dropout removed (the function the conversion targets, max-pool kept as max-pool)."""
+    T = snn.T if T is None else T
+    ref = fold_batchnorm(ann)
+    _normalize_graph(ref, None)
+    names = [name for name, _ in _activations(ref)]
+    neurons = {name: mod for name, mod in snn.graph_module.named_modules() if isinstance(mod, IFNeuron)}
+    if set(names) != set(neurons):
+        raise ValueError("snn was not converted from ann: their activation layers differ")
+    device = next((p.device for p in snn.parameters()), x.device)
+    x = x.to(device)
+    ann_out, snn_out, handles = {}, {}, []
+    for name in names:
+        handles.append(ref.get_submodule(name).register_forward_hook(
+            lambda m, a, out, name=name: ann_out.__setitem__(name, out.detach().clone())))
+
+        def snn_hook(m, a, out, name=name):
+            value = out.float() * m.threshold if m.binary_output else out
+            snn_out[name] = value.reshape(m.T, -1, *value.shape[1:]).mean(0)
+        handles.append(neurons[name].register_forward_hook(snn_hook))
+    packed = {name: m.packed_output for name, m in neurons.items()}
+    try:
+        for m in neurons.values():
+            m.packed_output = False  # decoded values, not bit-packed words
+        with torch.no_grad():
+            ann_logits = ref(x)
+            snn_logits = snn(x, T)
+    finally:
+        for h in handles:
+            h.remove()
+        for name, m in neurons.items():
+            m.packed_output = packed[name]
+    rows = []
+    for name in names + ["output"]:
+        a, s = (ann_logits, snn_logits) if name == "output" else (ann_out[name], snn_out[name])
+        row = {"layer": name, "corr": _corr(a, s),
+               "rel_err": float((a - s).norm() / a.norm().clamp_min(1e-12))}
+        if name != "output":
+            row.update(rate=neurons[name].last_rate, threshold=float(neurons[name].threshold.mean()))
+        rows.append(row)
+    return rows
+
+
 def plot_accuracy_vs_T(results: dict[int, float], path: str, *, ann_accuracy: float | None = None,
                        label: str = "converted SNN") -> str:
-    """Save accuracy-vs-T (log2 x axis) as a PNG at ``path``; returns the path."""
+    """Save accuracy-vs-T (log2 x axis, ticked at the T values of ``results``) as a PNG at ``path``;
+    returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ts = sorted(results)
-    ax.plot(ts, [100 * results[t] for t in ts], marker="o", label=label)
+    points = sorted((int(t), results[t]) for t in results)  # keys may be strings (a report.json read back)
+    ts = [t for t, _ in points]
+    ax.plot(ts, [100 * a for _, a in points], marker="o", label=label)
     if ann_accuracy is not None:
         ax.axhline(100 * ann_accuracy, color="gray", linestyle="--", label="ANN")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("time steps T")
+    ax.set_xticks(ts, [str(t) for t in ts])  # ticks at the T values run (5, 20, 50 fall between powers of 2)
+    ax.minorticks_off()
+    ax.set_xlabel("time steps T (log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best")  # the ANN line runs along the top: a fixed corner may cover it
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

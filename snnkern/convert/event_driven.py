@@ -7,9 +7,11 @@ An IF layer emits ``threshold * s`` for binary ``s``; a layer reading it compute
 emits ``s``: the same function up to fp32 rounding. An IF layer is folded only when *every* use of
 its output reaches such a layer through shape-only steps (Flatten, Identity, the spiking max-pool,
 ``flatten``/``view``/``reshape``) — a residual add or the network output keeps it as it is — and each
-layer is called once in the graph, ungrouped (Conv2d), with a threshold that maps onto its inputs:
-one value, or one per channel for a Conv2d, one per input for a Linear right after the IF layer, or
-one per channel flattened channel-major into a Linear.
+layer is called once in the graph, with a threshold that maps onto its inputs: one value, or one per
+channel for a Conv2d (plain, grouped or depthwise: the weight of output channel ``o`` in group ``g``
+reads input channels ``g*C_in/groups ...``, so each takes the thresholds of its group's channels), one
+per input for a Linear right after the IF layer, or one per channel flattened channel-major into a
+Linear.
 """
 from __future__ import annotations
 
@@ -59,8 +61,12 @@ def _input_scale(thr: torch.Tensor, layer: nn.Module, flattened: bool) -> torch.
         return thr.reshape(())
     channels = thr.numel()
     if isinstance(layer, nn.Conv2d):
-        ok = not flattened and layer.groups == 1 and channels == layer.in_channels
-        return thr.reshape(1, -1, 1, 1) if ok else None
+        if flattened or channels != layer.in_channels:
+            return None
+        groups = layer.groups
+        per_group = thr.reshape(groups, layer.in_channels // groups)  # [g, C_in/g]
+        group_of_output = torch.arange(layer.out_channels, device=thr.device) // (layer.out_channels // groups)
+        return per_group[group_of_output].reshape(layer.out_channels, -1, 1, 1)  # [C_out, C_in/g, 1, 1]
     if not flattened:  # right after the IF layer of a Linear: one threshold per input
         return thr.reshape(1, -1) if thr.dim() == 1 and channels == layer.in_features else None
     if thr.dim() >= 2 and layer.in_features % channels == 0:  # conv channels flattened channel-major
