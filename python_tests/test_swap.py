@@ -284,6 +284,67 @@ def test_spikingjelly_store_v_seq(backend, device):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_spikingjelly_single_step_store_v_seq_appends_like_the_original(backend, device):
+    """Single-step with store_v_seq=True: each step's membrane is appended to v_seq (restarting on a new shape),
+    detach_net detaches it and reset_net clears it, as SpikingJelly does."""
+    original = sj_neuron.LIFNode(tau=2.0, store_v_seq=True).to(device)
+    fast = swapped_copy(original, backend).model
+    x = seq(23, scale=1.2).to(device)
+    for node in (original, fast):
+        for t in range(T):
+            node(x[t])
+    assert fast.v_seq.shape == original.v_seq.shape == (T, B, N)
+    close(fast.v_seq, original.v_seq, "single-step v_seq")
+    for node in (original, fast):
+        sj_functional.detach_net(node)
+        assert not node.v_seq.requires_grad
+        node(seq(24, (T, 2, N))[0].to(device))  # a new batch size: the sequence starts again
+    close(fast.v_seq, original.v_seq, "restarted v_seq")
+    assert fast.v_seq.shape == (1, 2, N)
+    for node in (original, fast):
+        sj_functional.reset_net(node)
+        assert node.v_seq is None
+
+
+@pytest.mark.parametrize("make", SJ_NODES[::2], ids=range(0, len(SJ_NODES), 2))
+def test_spikingjelly_scalar_neuron_inputs_like_the_original(make):
+    """One neuron with no neuron dimension: 0-d inputs single-step, [T] inputs multi-step (both accepted
+    by SpikingJelly) give the original's spikes, membrane and gradient."""
+    results = []
+    original = make()
+    for node in (original, swapped_copy(original, "torch").model):
+        out = []
+        for step_mode, x in (("s", torch.tensor(1.3)), ("m", seq(25, (T,), scale=1.2))):
+            sj_functional.set_step_mode(node, step_mode)
+            sj_functional.reset_net(node)
+            x = x.clone().requires_grad_()
+            spikes = node(x) if step_mode == "m" else torch.stack([node(x), node(x)])
+            (spikes.sum() + node.v * 0.5).backward()
+            out.append((spikes.detach(), node.v.detach(), x.grad))
+        results.append(out)
+    for (s1, v1, g1), (s2, v2, g2) in zip(*results):
+        assert s2.shape == s1.shape and v2.shape == v1.shape == ()
+        assert torch.equal(s2, s1)
+        close(v2, v1, "membrane")
+        close(g2, g1, "grad x")
+
+
+def test_snntorch_leaky_scalar_input_like_the_original():
+    """A 0-d input (one neuron, no neuron dimension), which snnTorch's Leaky accepts."""
+    original = snntorch.Leaky(beta=0.7)
+    results = []
+    for neuron in (original, swapped_copy(original, "torch").model):
+        x = seq(26, (T,), scale=1.2).requires_grad_()
+        spikes, mems = run_leaky_loop(neuron, x, init_hidden=False, output=True)
+        (spikes.sum() + mems.sum() * 0.5).backward()
+        results.append((spikes.detach(), mems.detach(), x.grad))
+    (s1, m1, g1), (s2, m2, g2) = results
+    assert s2.shape == s1.shape == (T,) and torch.equal(s2, s1) and s1.sum() > 0
+    close(m2, m1, "membrane")
+    close(g2, g1, "grad x")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_spikingjelly_batch_size_change_restarts_like_the_original(backend, device):
     original = sj_neuron.IFNode(step_mode="m").to(device)
     report = swapped_copy(original, backend)

@@ -9,7 +9,9 @@ own machinery keeps working: ``snntorch.utils.reset``, ``init_leaky``/``reset_me
 Options are read at every call (as the originals do), so changing e.g. ``reset_mechanism`` or
 ``v_threshold`` after the swap is honoured; an option that becomes unsupported after the swap
 (snnTorch ``inhibition``, ``graded_spikes_factor``, ``reset_delay=False``, ...) raises a named
-ValueError at the next call. SpikingJelly's ``store_v_seq=True`` fills ``v_seq``; half-precision
+ValueError at the next call. SpikingJelly's ``store_v_seq=True`` fills ``v_seq`` (multi-step: the sequence;
+single-step: each step appended, as SpikingJelly does); one neuron without a neuron dimension (0-d
+single-step input, ``[T]`` multi-step) runs as in the originals; half-precision
 SpikingJelly input is computed in float32 (announced once per layer with a warning).
 """
 from __future__ import annotations
@@ -140,9 +142,11 @@ class SnnkernLeaky:
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_)
         surrogate, alpha = self.snnkern_options()
-        spk, self.mem = lif(input_.unsqueeze(0), self.mem, beta=self.beta, threshold=self.threshold,
-                            reset=SNNTORCH_RESETS[self._reset_mechanism], convention="snntorch", surrogate=surrogate,
-                            alpha=alpha, backend=self.snnkern_backend)
+        spk, self.mem = _over_scalar_neurons(
+            lambda x_seq, v0: lif(x_seq, v0, beta=self.beta, threshold=self.threshold,
+                                  reset=SNNTORCH_RESETS[self._reset_mechanism], convention="snntorch",
+                                  surrogate=surrogate, alpha=alpha, backend=self.snnkern_backend),
+            input_.unsqueeze(0), self.mem)
         spk = spk[0]
         if self.output or not self.init_hidden:
             return spk, self.mem
@@ -150,6 +154,16 @@ class SnnkernLeaky:
 
     def extra_repr(self):
         return f"snnkern backend={self.snnkern_backend!r}"
+
+
+def _over_scalar_neurons(call, x_seq, v0):
+    """``call(x_seq, v0)`` (the fused ops take ``[T, *neurons]`` with at least one neuron dimension) also for
+    one neuron with no neuron dimension, ``x_seq`` of shape ``[T]``, which the peers accept: the results
+    come back without the added dimension."""
+    if x_seq.dim() != 1:
+        return call(x_seq, v0)
+    out = call(x_seq.unsqueeze(-1), None if v0 is None else v0.reshape(1))
+    return tuple(o.squeeze(-1) for o in out)
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -174,28 +188,34 @@ class _SnnkernNode:
         return _resolve(spikingjelly_surrogate, self.surrogate_function, "surrogate_function")
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
+        return self._forward(x_seq, bool(getattr(self, "store_v_seq", False)), args, kwargs)
+
+    def single_step_forward(self, x: torch.Tensor, *args, **kwargs):
+        spikes = self._forward(x.unsqueeze(0), False, args, kwargs)[0]
+        if getattr(self, "store_v_seq", False) and hasattr(self, "_append_v_seq"):
+            self._append_v_seq(self.v)  # SpikingJelly's own: each step's membrane appended, restarted on a new shape
+        return spikes
+
+    def _forward(self, x_seq: torch.Tensor, store: bool, args, kwargs):
+        """Run ``x_seq`` ([T, *neurons]) from the layer's state; with ``store`` also fill ``v_seq``."""
         if args or kwargs:
             raise TypeError(f"{type(self).__name__} takes only the input sequence")
         surrogate, alpha = self.snnkern_options()
         if x_seq.dtype in (torch.float16, torch.bfloat16) and not self.__dict__.get("_snnkern_half_announced"):
             warnings.warn(f"{type(self).__name__} (swapped by snnkern): {x_seq.dtype} input; snnkern computes the "
                           "membrane in float32 and returns it as float32 (SpikingJelly computes in the input dtype), "
-                          "so a spike at an exact threshold tie can differ", stacklevel=3)
+                          "so a spike at an exact threshold tie can differ", stacklevel=4)
             self.__dict__["_snnkern_half_announced"] = True
-        store = bool(getattr(self, "store_v_seq", False))
         kw = dict(threshold=self.v_threshold, reset="subtract" if self.v_reset is None else "hard",
                   v_reset=0.0 if self.v_reset is None else self.v_reset, convention="spikingjelly",
                   detach_reset=self.detach_reset, surrogate=surrogate, alpha=alpha, backend=self.snnkern_backend,
                   return_membrane=store)
-        out = self._neuron_call(x_seq, self._initial_state(x_seq[0]), kw)
+        out = _over_scalar_neurons(lambda xs, v0: self._neuron_call(xs, v0, kw), x_seq, self._initial_state(x_seq[0]))
         if store:  # SpikingJelly's v_seq: the membrane after every step's reset
             spikes, self.v, self.v_seq = out
         else:
             spikes, self.v = out
         return spikes
-
-    def single_step_forward(self, x: torch.Tensor, *args, **kwargs):
-        return self.multi_step_forward(x.unsqueeze(0), *args, **kwargs)[0]
 
     def _initial_state(self, x0):
         """SpikingJelly keeps v as a float until the first step, and starts again from it when the stored
