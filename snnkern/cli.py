@@ -1,4 +1,5 @@
-"""Command line: ``snnkern compare`` (the ANN-vs-SNN study), ``snnkern presets``, ``snnkern info``."""
+"""Command line: ``snnkern compare`` (the ANN-vs-SNN study), ``snnkern train`` (a preset's SNN, under DDP
+with ``--ddp`` and torchrun), ``snnkern presets``, ``snnkern info``."""
 from __future__ import annotations
 
 import argparse
@@ -147,6 +148,57 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train a preset's SNN for --steps steps; with --ddp, one process of a torchrun job (DDP)."""
+    from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
+    from .experiments import PRESETS
+    from .experiments.distributed import init_distributed, train_snn
+
+    if args.preset not in PRESETS:
+        print(f"snnkern train: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
+        return 2
+    preset = PRESETS[args.preset].override(T=args.T, lr=args.lr, hidden=tuple(args.hidden) if args.hidden else None)
+    names = [args.dataset] if args.dataset else [preset.dataset, *OFFLINE_FALLBACK.get(preset.dataset, ("digits",))]
+    data = None
+    for name in names:
+        try:
+            data = load_dataset(name, data_dir=args.data_dir, val_fraction=preset.val_fraction, subset=args.subset)
+            break
+        except DatasetUnavailable as exc:
+            problem = exc
+    if data is None:
+        print(f"snnkern train: {problem}", file=sys.stderr)
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("snnkern train: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    try:
+        device = (init_distributed(args.device) if args.ddp
+                  else torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    except RuntimeError as exc:  # not under torchrun
+        print(f"snnkern train: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = train_snn(preset, data, steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=device,
+                           learn_beta=args.learn_beta, learn_threshold=args.learn_threshold,
+                           spike_layers=args.spike_layers, backend=args.backend, evaluate=not args.no_eval,
+                           out=args.out)
+    except ValueError as exc:
+        print(f"snnkern train: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.ddp and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if result is not None:  # rank 0
+        m = result["metrics"]
+        print(f"snnkern train: {preset.name} SNN on {data.name}, {m['steps']} steps of {m['global_batch']} samples "
+              f"on {m['world_size']} process(es) ({m['backend']}, {m['device']}): final loss {m['final_loss']:.4f}, "
+              f"{m['samples_per_second']:.1f} samples/s"
+              + (f", test accuracy {m['accuracy']:.4f}" if "accuracy" in m else ""))
+        print(f"weights and metrics: {os.path.join(args.out, 'snn.pt')}, {os.path.join(args.out, 'metrics.json')}")
+    return 0
+
+
 # words by which a preset's filled-in defaults name a setting the command line can replace
 FILLED_WORDS = {"T": ("T=",), "T_list": ("T=",), "batch_size": ("batch size",), "epochs": ("epochs",)}
 
@@ -200,6 +252,32 @@ def main(argv=None) -> int:
     cmp_.add_argument("--threads", type=_positive_int, default=None,
                       help="torch CPU threads (default: torch's own, at most the cores available); recorded")
     cmp_.set_defaults(func=cmd_compare)
+    trn = sub.add_parser("train", help="train a preset's SNN; --ddp under torchrun: DistributedDataParallel",
+                         description="Train a preset's SNN. Data parallel over N processes: torchrun --standalone "
+                                     "--nproc_per_node=N -m snnkern train --ddp ... (gloo on CPU, nccl on CUDA)")
+    trn.add_argument("--ddp", action="store_true",
+                     help="one process of a torchrun job: DistributedDataParallel over the job's processes")
+    trn.add_argument("--preset", default="luo2024-mlp", help="see `snnkern presets` (default luo2024-mlp)")
+    trn.add_argument("--dataset", default=None, help="as for compare (default: the preset's, else an offline one)")
+    trn.add_argument("--data-dir", default=None)
+    trn.add_argument("--subset", type=_positive_int, default=None, help="use only this many training images")
+    trn.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the preset's epochs)")
+    trn.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="global batch, split evenly over the processes (default: the preset's)")
+    trn.add_argument("--T", type=_positive_int, default=None, help="time steps (default: the preset's)")
+    trn.add_argument("--hidden", type=_positive_int, nargs="+", default=None, help="MLP hidden sizes")
+    trn.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's)")
+    trn.add_argument("--learn-beta", action="store_true", help="learnable beta in every LIF")
+    trn.add_argument("--learn-threshold", action="store_true", help="learnable threshold in every LIF")
+    trn.add_argument("--spike-layers", action="store_true",
+                     help="spike-fed Linear/Conv2d as SpikeLinear/SpikeConv2d (input spikes saved as bits)")
+    trn.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
+                     help="for neurons and spike layers (triton on CPU needs TRITON_INTERPRET=1)")
+    trn.add_argument("--seed", type=int, default=0)
+    trn.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    trn.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation")
+    trn.add_argument("--out", default="snnkern-train", help="where rank 0 writes snn.pt and metrics.json")
+    trn.set_defaults(func=cmd_train)
     pre = sub.add_parser("presets", help="list the study presets and their sources")
     pre.set_defaults(func=cmd_presets)
     info = sub.add_parser("info", help="versions, GPU, backends, and a self-check of the LIF kernels")
