@@ -3,6 +3,11 @@
 GPU timing uses ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs, median and
 20/80% quantiles); every record also gets pytest-benchmark's own synchronized timing.  On CPU the
 suite is a smoke test: tiny sizes, wall-clock timing.
+
+``SNNKERN_BENCH_SESSION=1`` (set by ``bench/gpu_session.sh``) bounds a run so that it fits one call of a
+lent GPU: shorter do_bench windows, fewer pedantic rounds, a shorter energy window with the idle
+baseline measured once, no energy for training steps, and each file's shapes cut to the rows the
+targets are stated at (each test module says which).
 """
 from __future__ import annotations
 
@@ -17,6 +22,12 @@ import torch
 
 ON_GPU = torch.cuda.is_available()
 FULL = os.environ.get("SNNKERN_BENCH_FULL", "0") == "1"
+SESSION = os.environ.get("SNNKERN_BENCH_SESSION", "0") == "1"
+# do_bench windows (ms of warm-up, ms of timed repeats) and pytest-benchmark rounds
+BENCH_WARMUP_MS, BENCH_REP_MS = (10, 40) if SESSION else (25, 200)
+PEDANTIC_ROUNDS = 3 if SESSION or not ON_GPU else 10
+ENERGY_SECONDS = 1.0 if SESSION else 2.0
+_IDLE_WATTS: list = []  # the idle baseline, measured once per process in a session run
 
 
 def run_metadata() -> dict:
@@ -56,7 +67,8 @@ def measure(fn) -> dict:
 
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        q20, med, q80 = triton.testing.do_bench(fn, warmup=25, rep=200, quantiles=[0.2, 0.5, 0.8])
+        q20, med, q80 = triton.testing.do_bench(fn, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS,
+                                                quantiles=[0.2, 0.5, 0.8])
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
         return {"ms_median": med, "ms_q20": q20, "ms_q80": q80, "peak_mib": peak}
     fn()  # warm-up
@@ -69,12 +81,13 @@ def measure(fn) -> dict:
     return {"ms_median": statistics.median(times), "ms_q20": times[1], "ms_q80": times[-2], "peak_mib": None}
 
 
-def measure_energy(fn, samples_per_call: int, seconds: float = 2.0) -> dict:
+def measure_energy(fn, samples_per_call: int, seconds: float = ENERGY_SECONDS) -> dict:
     """Mean W and J/sample of fn looped for ~``seconds`` (NVML; "unavailable" on CPU), labelled measured."""
     from snnkern.energy import EnergyMeter
 
     calls = 0
-    with EnergyMeter(samples=None, idle_seconds=0.5) as meter:
+    idle = _IDLE_WATTS[0] if SESSION and _IDLE_WATTS else None
+    with EnergyMeter(samples=None, idle_seconds=0.5, idle_watts=idle) as meter:
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             fn()
@@ -84,6 +97,8 @@ def measure_energy(fn, samples_per_call: int, seconds: float = 2.0) -> dict:
     r = meter.reading
     if not r.available:
         return {"energy": f"unavailable ({r.reason})"}
+    if r.idle_watts is not None and not _IDLE_WATTS:
+        _IDLE_WATTS.append(r.idle_watts)
     return {"energy": "measured", "watts": r.mean_watts, "idle_watts": r.idle_watts,
             "j_per_sample": r.joules / (calls * samples_per_call), "energy_method": r.method}
 
@@ -92,7 +107,7 @@ def record(benchmark, fn, meta: dict, *, samples_per_call: int | None = None, **
     """Time fn both ways (and, given ``samples_per_call`` on a GPU, measure its energy) and attach
     everything a reader needs to the benchmark record."""
     stats = measure(fn)
-    if samples_per_call and ON_GPU:
+    if samples_per_call and ON_GPU and not (SESSION and info.get("mode") == "train_step"):
         benchmark.extra_info.update(measure_energy(fn, samples_per_call))
     benchmark.extra_info.update(meta)
     benchmark.extra_info.update(info)
@@ -104,5 +119,5 @@ def record(benchmark, fn, meta: dict, *, samples_per_call: int | None = None, **
         fn()
         sync()
 
-    benchmark.pedantic(synced, rounds=10 if ON_GPU else 3, warmup_rounds=2, iterations=1)
+    benchmark.pedantic(synced, rounds=PEDANTIC_ROUNDS, warmup_rounds=1 if SESSION else 2, iterations=1)
     return stats

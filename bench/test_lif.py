@@ -2,6 +2,8 @@
 
 Every record carries T, N, dtype, the bytes the snnkern kernel must move, and the device copy
 bandwidth measured in the same run; ``python -m bench.report`` turns the JSON into tables.
+``test_lif_saved_bytes`` measures what autograd keeps between forward and backward (CUDA memory
+statistics).  A session run (``SNNKERN_BENCH_SESSION=1``) times the targets' shape only: T=16, N=2^22.
 """
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import snnkern
 from snnkern.functional import lif
 from snnkern.ops.lif import checkpoint_rows
 
-from .common import FULL, ON_GPU, measure, record
+from .common import FULL, ON_GPU, SESSION, measure, record
 
 DEVICE = "cuda" if ON_GPU else "cpu"
-TS = [4, 16, 64] if ON_GPU else [4]
-NS = [2**20, 2**22] if ON_GPU else [2**10]
+TS = ([16] if SESSION else [4, 16, 64]) if ON_GPU else [4]
+NS = ([2**22] if SESSION else [2**20, 2**22]) if ON_GPU else [2**10]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BETA, THR = 0.9, 1.0
 PEERS = ["snnkern", "snnkern_cuda", "eager", "compile", "snntorch", "spikingjelly"]
@@ -137,3 +139,29 @@ def test_lif(benchmark, meta, copy_bandwidth, impl, mode, T, N, dtype):
            bytes=bytes_moved(T, N, dt, "fwd_packed" if impl == "snnkern_packed" else mode)
            if impl.startswith("snnkern") else None,
            copy_gb_per_s=copy_bandwidth)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("impl", ["snnkern", "snnkern_cuda", "spikingjelly"])
+def test_lif_saved_bytes(benchmark, meta, impl, dtype):
+    """Bytes a forward with gradient leaves allocated beyond its input and outputs (what autograd keeps
+    for backward), per neuron-step, from CUDA memory statistics; the target is <= 4 B/element for fp32.
+    A CPU run has no such statistics: the field is None there."""
+    T, N = 16 if ON_GPU else TS[0], NS[-1]
+    fn = make_impl(impl)
+    xg = (torch.randn(T, N, device=DEVICE, dtype=DTYPES[dtype]) * 0.5 + 0.4).requires_grad_()
+    saved = None
+    if ON_GPU:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        spikes, v = fn(xg)
+        torch.cuda.synchronize()
+        outputs = sum(t.numel() * t.element_size() for t in (spikes, v) if isinstance(t, torch.Tensor))
+        saved = (torch.cuda.memory_allocated() - before - outputs) / (T * N)
+        del spikes, v
+
+    def step():
+        fn(xg)
+    benchmark.group = f"lif saved for backward T={T} N={N} {dtype}"
+    record(benchmark, step, meta, impl=impl, mode="fwd_grad", T=T, N=N, dtype=dtype,
+           saved_bytes_per_element=saved)

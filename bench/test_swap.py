@@ -60,7 +60,7 @@ def test_snntorch_mlp_train_step(benchmark, meta, variant):
     y = torch.randint(0, OUT, (BATCH,), device=DEVICE)
     benchmark.group = f"swap: snnTorch tutorial MLP train step T={T} B={BATCH}"
     record(benchmark, _train_step(model, x, y), meta, impl=variant, T=T, N=BATCH * HIDDEN, dtype="fp32",
-           baseline=variant == "snntorch", samples_per_call=BATCH)
+           mode="train_step", baseline=variant == "snntorch", samples_per_call=BATCH)
 
 
 @pytest.mark.parametrize("variant", ["spikingjelly", "spikingjelly+swap"])
@@ -90,4 +90,4 @@ def test_spikingjelly_cnn_train_step(benchmark, meta, variant):
         opt.step()
     benchmark.group = f"swap: SpikingJelly CNN train step T={steps} B={batch} C={channels}"
     record(benchmark, step, meta, impl=variant, T=steps, N=batch * channels * size * size, dtype="fp32",
-           baseline=variant == "spikingjelly", samples_per_call=batch)
+           mode="train_step", baseline=variant == "spikingjelly", samples_per_call=batch)

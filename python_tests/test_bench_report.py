@@ -87,22 +87,155 @@ def test_report_needs_a_file():
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "gpu_session.sh")
 
 
-def run_script(out_dir, *stages):
+def run_script(tmp_path, *args, timeout=120, **env):
+    """bench/gpu_session.sh with $OUT and its work folder under tmp_path; returns (process, $OUT, run folder)."""
     import subprocess
     import sys
-    env = dict(os.environ, OUT=str(out_dir), PYTHON=sys.executable)
-    return subprocess.run(["bash", SCRIPT, *stages], capture_output=True, text=True, env=env, timeout=120)
+    out, work = tmp_path / "out", tmp_path / "work"
+    full_env = dict(os.environ, OUT=str(out), WORK_DIR=str(work), RUN_NAME="run", PYTHON=sys.executable, **env)
+    full_env.pop("TRITON_INTERPRET", None)  # the dry stages run the CPU reference: fast
+    done = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    return done, out, work / "run"
 
 
-def test_gpu_session_script_renders_the_report_of_its_run(tmp_path):
-    write(tmp_path / "kernels.json", [bench_record("lif-fwd", "b", impl="snnkern", ms_median=0.5, ms_q20=0.4,
-                                                   ms_q80=0.6)])
-    done = run_script(tmp_path, "report")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "## lif-fwd" in (tmp_path / "report.md").read_text()
-    assert "report: rc=0" in (tmp_path / "stages.txt").read_text()
+def stage_status(run_dir) -> dict:
+    rows = [line.split("\t") for line in (run_dir / "stages.tsv").read_text().splitlines()[1:]]
+    return {row[0]: row[1] for row in rows}
 
 
-def test_gpu_session_script_rejects_unknown_stages(tmp_path):
-    done = run_script(tmp_path, "benchmark-everything")
-    assert done.returncode == 2 and "unknown stage" in done.stdout
+def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_path):
+    """The whole session on CPU (each stage a tiny real command): a stage made to fail is recorded, the
+    stages after it still run, the exit status says so, and $OUT holds <= 8 files: the tarball with every
+    log/JSON/junit/plot/report, summary.md and summary.json."""
+    import tarfile
+    done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear")
+    log = done.stdout + done.stderr
+    assert done.returncode == 1, log
+    status = stage_status(run)
+    assert list(status) == ["setup", "build", "info", "tests", "sanitize", "lif", "compile_peer", "spike_linear",
+                            "networks", "swap_convert", "overhead", "report"], log
+    assert status["spike_linear"] == "failed"
+    assert all(v == "ok" for k, v in status.items() if k != "spike_linear"), status
+    assert sorted(p.name for p in out.iterdir()) == ["results.tar.gz", "session.log", "summary.json", "summary.md"]
+    assert all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())
+    assert "$OUT: 4 files (at most 8), 0 over" in log
+    with tarfile.open(out / "results.tar.gz") as tar:
+        names = set(tar.getnames())
+    for name in ("stages.tsv", "tests.xml", "lif.json", "networks.json", "overhead.json", "report.md", "summary.md",
+                 "nvidia-smi.txt", "build.log", "spike_linear.log", "session.json"):
+        assert f"run/{name}" in names, sorted(names)
+    md = (out / "summary.md").read_text()
+    assert "**FAILED: spike_linear**" in md and "| spike_linear | failed |" in md
+    assert "Tests (tests.xml): 2 passed, 0 failed, 0 errors, 0 skipped of 2." in md
+    assert "## LIF kernels" in md and "| fwd | 4 | 1024 | fp32 |" in md  # real CPU records, rendered
+    assert "network vgg-cnn-32x32 inference" in md  # the spiking VGG CNN ran against its ANN
+    assert "Exit status 1" in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_stages"] == ["spike_linear"] and summary["mode"] == "dry"
+    assert "## lif fwd T=4 N=1024 fp32" in (run / "report.md").read_text()
+
+
+def test_gpu_session_caps_a_hung_stage_and_goes_on(tmp_path):
+    import time
+    t0 = time.monotonic()
+    done, out, run = run_script(tmp_path, "--dry", "--stages=sanitize,build", GPU_SESSION_HANG="sanitize",
+                                GPU_SESSION_CAP_sanitize="3")
+    assert done.returncode == 1, done.stdout
+    assert stage_status(run) == {"build": "ok", "sanitize": "timeout"}  # script order, not argument order
+    assert time.monotonic() - t0 < 90  # the 600 s sleep was cut at its 3 s cap
+    assert "killed at the 3 s cap" in (out / "summary.md").read_text()
+
+
+def test_gpu_session_skips_stages_past_its_budget(tmp_path):
+    done, out, run = run_script(tmp_path, "--dry", "--stages=build,info", GPU_SESSION_BUDGET="5")
+    assert done.returncode == 1, done.stdout
+    assert stage_status(run) == {"build": "skipped", "info": "skipped"}
+    md = (out / "summary.md").read_text()
+    assert "**FAILED: build, info**" in md and "no time left in the 5 s budget" in md
+    assert (out / "results.tar.gz").exists()  # packing always happens
+
+
+def test_gpu_session_quick_mode_runs_its_own_stages(tmp_path):
+    done, out, run = run_script(tmp_path, "--quick", "--dry", "--stages=build,networks")
+    assert done.returncode == 0, done.stdout
+    assert stage_status(run) == {"build": "ok"}  # networks is not a quick stage
+    session = json.loads((run / "session.json").read_text())
+    assert session["budget_s"] == 240 and session["mode"] == "dry"
+
+
+def test_gpu_session_says_when_a_file_would_not_come_back(tmp_path):
+    done, out, run = run_script(tmp_path, "--dry", "--stages=build", GPU_SESSION_FILE_LIMIT="100")
+    assert done.returncode == 1 and "PACK CHECK FAILED" in done.stdout, done.stdout
+
+
+def test_gpu_session_script_rejects_unknown_options(tmp_path):
+    done, _, _ = run_script(tmp_path, "benchmark-everything")
+    assert done.returncode == 2 and "unknown option" in done.stdout
+
+
+# ---- bench.summary -------------------------------------------------------------------------------------
+
+
+def lif_record(impl, mode, ms, dtype="fp32", **info):
+    return bench_record(f"lif {mode} T=16 N=4194304 {dtype}", impl, impl=impl, mode=mode, T=16, N=2**22, dtype=dtype,
+                        ms_median=ms, ms_q20=ms, ms_q80=ms, **info)
+
+
+def test_summary_states_ratios_targets_and_test_counts(tmp_path):
+    from bench import summary
+    (tmp_path / "stages.tsv").write_text("stage\tstatus\trc\tseconds\tcap\tnote\n"
+                                         "build\tok\t0\t140\t165\t\n"
+                                         "lif\ttimeout\t124\t60\t60\tkilled at the 60 s cap\n"
+                                         "sanitize\tunsupported\t1\t3\t25\tcompute-sanitizer cannot run\n")
+    (tmp_path / "session.json").write_text(json.dumps({"run_name": "h200-x", "mode": "full", "budget_s": 480,
+                                                       "elapsed_s": 470}))
+    (tmp_path / "tests.xml").write_text(
+        '<testsuites><testsuite><testcase classname="a" name="ok"/><testcase classname="a" name="bad">'
+        '<failure message="x"/></testcase><testcase classname="a" name="s"><skipped/></testcase>'
+        '</testsuite></testsuites>')
+    fwd_bytes, fb_bytes = 3.0e9, 6.0e9
+    write(tmp_path / "lif.json", [
+        bench_record("copy", "copy", impl="copy", ms_median=1.0, ms_q20=1.0, ms_q80=1.0, gb_per_s=4000.0),
+        lif_record("snnkern", "fwd", 1.0, gb_per_s=fwd_bytes / 1e-3 / 1e9, peak_mib=512.0),  # 3000 GB/s: 75%
+        lif_record("snnkern", "fwd", 0.5, dtype="bf16"),
+        lif_record("snnkern_packed", "fwd", 0.6),
+        lif_record("spikingjelly", "fwd", 2.0),
+        lif_record("snnkern", "fwd_bwd", 2.0, gb_per_s=fb_bytes / 2e-3 / 1e9),
+        lif_record("snnkern_sj", "fwd_bwd", 2.0),
+        lif_record("spikingjelly", "fwd_bwd", 4.0),
+        bench_record("lif saved", "s", impl="snnkern", mode="fwd_grad", T=16, N=2**22, dtype="fp32", ms_median=1.0,
+                     ms_q20=1.0, ms_q80=1.0, saved_bytes_per_element=0.25),
+    ])
+    write(tmp_path / "networks.json", [
+        bench_record("network vgg train_step", kind, network="vgg-cnn-32x32", kind=kind, T=T, mode="train_step",
+                     impl=kind, ms_median=ms, ms_q20=ms, ms_q80=ms, peak_mib=mib, baseline=kind == "ann",
+                     watts=300.0, j_per_sample=0.01)
+        for kind, T, ms, mib in (("ann", 0, 1.0, 100.0), ("snn", 4, 3.0, 400.0), ("spikingjelly", 4, 6.0, 1000.0))])
+    s = summary.summarize(str(tmp_path))
+    assert s["failed_stages"] == ["lif"]  # "unsupported" memcheck does not fail a run
+    assert s["tests"][0] | {"failures": None} == {"file": "tests.xml", "tests": 3, "passed": 1, "failed": 1, "errors": 0,
+                                                  "skipped": 1, "failures": None}
+    fwd = next(r for r in s["lif"] if r["mode"] == "fwd" and r["dtype"] == "fp32")
+    assert fwd["frac_copy"] == 0.75 and fwd["peers"] == {"snnkern_packed": 0.6, "spikingjelly": 2.0}
+    t = {row["target"]: row for row in s["targets"]}
+    assert t["LIF fp32 fwd+bwd: SpikingJelly time / snnkern time"]["status"] == "met"  # 2.0 >= 1.6
+    assert t["LIF fp32 fwd: GB/s / copy GB/s"]["status"] == "MISSED"  # 0.75 < 0.9
+    assert t["LIF fwd: fp32 time / bf16 time"]["value"] == 2.0
+    assert t["LIF fwd: packed-spike time / fp32-spike time"]["status"] == "met"
+    assert t["saved for backward, snnkern fp32 (B/element)"]["status"] == "met"
+    assert t["saved for backward, snnkern_cuda fp32 (B/element)"]["status"] == "unavailable"
+    assert t["spiking CNN T=4 train step: snnkern time / SpikingJelly time"]["value"] == 0.5
+    assert t["spiking CNN T=4 train step: snnkern peak memory / SpikingJelly's"]["value"] == 0.4
+    md = summary.render(s)
+    assert "**FAILED: lif** in 470 s of a 480 s budget" in md
+    assert "1 passed, 1 failed, 0 errors, 1 skipped of 3: `a::bad`" in md
+    assert "**4000 GB/s**" in md and "| fwd | 16 | 4194304 | fp32 | 1.000 | 3000 | 75% | 512 |" in md
+    assert "| snn | 3.000 | 3.00x | 400 | 300 | 0.01 |" in md  # time and energy over the ANN's
+    summary.main([str(tmp_path), "--md", str(tmp_path / "s.md"), "--json", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text())["copy_gb_per_s"] == 4000.0
+
+
+def test_summary_of_an_empty_run_dir(tmp_path):
+    from bench import summary
+    md = summary.render(summary.summarize(str(tmp_path)))
+    assert "All stages passed" in md and "no junit XML" in md and "unavailable" in md
