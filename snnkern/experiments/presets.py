@@ -135,10 +135,10 @@ DANIELS_VIT_SNN_PAPER = (
     PaperFigure("snn", "train_seconds", 12267.26, "Table 3", "ViTSNN, 5 epochs"),
 )
 _VIT_FILLED = ("small ViT from scratch: patch 4 (2 on 8x8 images), dim 64, depth 4, 4 heads, MLP 128 (no pretrained "
-               "weights offline)", "Adam 1e-3, batch 128, 20 epochs")
+               "weights offline)", "Adam 1e-3", "batch size 128", "20 epochs")
 _VIT_SNN_READING = ("ViT-SNN reading of the paper: LIF (beta 0.9, ATan) in place of every MLP GELU, the second MLP "
                     "Linear fed binary spikes; softmax attention, LayerNorm, residuals and head real-valued at every "
-                    "step; image repeated T=8 steps (direct coding), logits summed over T; CE at every step")
+                    "step; the image repeated over the T steps (direct coding), logits summed over T; CE at every step")
 NIEDERLECHNER = "Niederlechner 2019, ANN-to-SNN conversion of Keras CNNs (001_models_summary.txt)"
 # The eight Keras models, layer by layer as their summaries print them (3x3 convs; "same" then "valid")
 NIEDERLECHNER_LAYERS = {
