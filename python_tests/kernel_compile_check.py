@@ -21,6 +21,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gather_walk_baseline  # noqa: E402
 import sass_model  # noqa: E402
 
 from snnkern.ops.lif import kernels as L  # noqa: E402
@@ -34,11 +35,12 @@ CUOBJDUMP = os.path.join(BIN, "cuobjdump")
 INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET")
 
 
-def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=()):
+def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=(),
+                    sass_hook=None):
     """pointers: {argument: element type} for pointers that are not fp32 (LIF: x, spikes and their grads
     take ``dtype``). Every pointer gets the 16-byte alignment hint of a torch allocation; the integer
     arguments named in ``div16`` get the divisible-by-16 hint. Returns registers/stack and, when the
-    bundled cuobjdump exists, the SASS analysis."""
+    bundled cuobjdump exists, the SASS analysis (plus ``sass_hook(sass)``'s fields, if given)."""
     pointers = pointers if pointers is not None else {n: dtype for n in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr")}
     sig, attrs = {}, {}
     for i, name in enumerate(inspect.signature(kernel.fn).parameters):
@@ -67,6 +69,8 @@ def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=
         if arch == 90:  # the machine code the guards read: the target of the GPU runs
             sass = subprocess.run([CUOBJDUMP, "-sass", path], capture_output=True, text=True).stdout
             usage.update(sass_model.analyze(sass, usage["REG"], num_warps))
+            if sass_hook is not None:
+                usage.update(sass_hook(sass))
         os.remove(path)
     return usage
 
@@ -93,8 +97,35 @@ def variants():
             yield kind, L.lif_bwd_kernel, bwd, L.BWD_WARPS, dtype, ()
 
 
+def gather_load_windows(sass: str) -> dict:
+    """The gather's hot loop as load windows (``sass_model.load_windows``' rule: loads issued back to back
+    before any instruction reads one of them), counted in instructions: per window, how many global loads
+    and how many of them 16-byte (the gather's weight-row loads are its only 16-byte ones; its spike words
+    and indices are 4-byte)."""
+    body = sass_model.loop_body(sass_model.parse(sass))
+    windows, pending, loads, wide = [], set(), 0, 0
+    for _addr, op, args in body:
+        regs = [int(r) for r in sass_model._REG.findall(args)]
+        if op.startswith("LDG"):
+            if set(regs[1:]) & pending:
+                windows.append((loads, wide))
+                pending, loads, wide = set(), 0, 0
+            pending |= set(range(regs[0], regs[0] + max(sass_model.access_bytes(op) // 4, 1)))
+            loads, wide = loads + 1, wide + (sass_model.access_bytes(op) == 16)
+            continue
+        writes_first = not op.startswith("STG") and args.startswith("R")
+        if set(regs[1:] if writes_first else regs) & pending:
+            windows.append((loads, wide))
+            pending, loads, wide = set(), 0, 0
+    if loads:
+        windows.append((loads, wide))
+    windows = [w for w in windows if w[0]]
+    return {"window_loads": [w[0] for w in windows], "window_wide_loads": [w[1] for w in windows]}
+
+
 def spike_variants():
-    """(kind, kernel, constexprs, warps, dtype, pointers, stages, tile config index)"""
+    """(kind, kernel, constexprs, warps, dtype, pointers, stages, tile config index or variant name[,
+    compile_variant options])"""
     for precision, configs in SL.TILE_CONFIGS.items():  # every shape the autotuner may pick
         for i, (bm, bn, bk, warps, stages) in enumerate(configs):
             tile = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
@@ -112,9 +143,22 @@ def spike_variants():
                        {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype}, stages, config)
     yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K, WORDS=SP.TRANSPOSE_WORDS), 4, "i32",
            {"p_ptr": "i32", "q_ptr": "i32"}, 3, None)
+    # the gather algorithm: its hot kernel per weight dtype (N a multiple of 16, as a typical layer's width
+    # specializes it), its active-input compaction, and the bit-walking kernel it replaced (a baseline the
+    # load-window guard must reject; not shipped)
+    gather = {"div16": ("N",), "sass_hook": gather_load_windows}
+    for wdtype in ("fp32", "bf16", "fp16"):
+        yield ("spike_gather", SL._spike_mm_gather_kernel,
+               dict(HAS_BIAS=True, FMA_DOT=wdtype == "fp32", ROWS=SL.GATHER_ROWS, BLOCK_N=SL.GATHER_N,
+                    BLOCK_I=SL.GATHER_I), SL.GATHER_WARPS, wdtype,
+               {"p_ptr": "i32", "idx_ptr": "i32", "cnt_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype},
+               SL.GATHER_STAGES, "rows", gather)
+    yield ("spike_gather", SP._active_inputs_kernel, dict(ROWS=SL.GATHER_ROWS, CHUNK_W=SP.ACTIVE_CHUNK_W), 4, "i32",
+           {"p_ptr": "i32", "idx_ptr": "i32", "cnt_ptr": "i32"}, 3, "active_inputs", {})
     for wdtype in ("fp32", "bf16"):
-        yield ("spike_gather", SL._spike_mm_gather_kernel, dict(HAS_BIAS=True, BLOCK_N=SL.GATHER_N),
-               SL.GATHER_WARPS, wdtype, {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype}, 3, None)
+        yield ("spike_gather", gather_walk_baseline.gather_walk_kernel,
+               dict(HAS_BIAS=True, BLOCK_N=gather_walk_baseline.BLOCK_N), gather_walk_baseline.WARPS, wdtype,
+               {"p_ptr": "i32", "wt_ptr": wdtype, "b_ptr": wdtype, "y_ptr": wdtype}, 3, "walk_baseline", gather)
     for sdtype in ("fp32", "bf16", "u8"):
         yield ("pack", SP._pack_kernel, dict(BLOCK_W=SP.PACK_BLOCK_W), 4, sdtype, {"s_ptr": sdtype, "p_ptr": "i32"},
                3, None)
@@ -130,8 +174,9 @@ def main():
             usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, div16=div16)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
-        for kind, kernel, consts, warps, dtype, pointers, stages, config in spike_variants():
-            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, stages)
+        for kind, kernel, consts, warps, dtype, pointers, stages, config, *options in spike_variants():
+            options = options[0] if options else {}
+            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, stages, **options)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"),
                             "split": consts.get("SPLIT"), "config": config, **usage})
     json.dump(results, sys.stdout)

@@ -105,3 +105,32 @@ def test_sass_model_tells_the_two_schedules_apart():
     assert new["bytes_in_flight_per_thread"] == 2 * old["bytes_in_flight_per_thread"] == 8
     assert sass_model.warps_per_sm(80, 4) == 24 and sass_model.warps_per_sm(32, 4) == 64
     assert sass_model.access_bytes("LDG.E.128") == 16 and sass_model.access_bytes("LDG.E.U16") == 2
+
+
+# ---- spike_linear's gather ----------------------------------------------------------------------------
+
+GATHER_MIN_WEIGHT_LOADS = 4  # 16-byte weight loads a thread issues before the first is used
+
+
+def gather_keeps_weight_rows_in_flight(r) -> bool:
+    """The hot loop has a load window of >= GATHER_MIN_WEIGHT_LOADS 16-byte (weight-row) loads, and no spill."""
+    return max(r["window_wide_loads"], default=0) >= GATHER_MIN_WEIGHT_LOADS and r["STACK"] == 0
+
+
+def test_gather_loads_a_steps_weight_rows_before_adding_them(results):
+    """spike_linear's gather issues the weight rows of GATHER_I active inputs (>= 4 16-byte loads a thread)
+    before the first instruction reads one, for fp32, bf16 and fp16 weights. The bit-walking kernel it
+    replaced (the ``walk_baseline`` rows, compiled but not shipped) adds each weight row before loading the
+    next: one narrow load per window, so the same guard rejects it."""
+    rows = _sm90(results, "spike_gather")
+    new = {r["dtype"]: r for r in rows if r["config"] == "rows"}
+    old = [r for r in rows if r["config"] == "walk_baseline"]
+    assert set(new) == {"fp32", "bf16", "fp16"} and len(old) == 2
+    for r in new.values():
+        assert gather_keeps_weight_rows_in_flight(r), f"gather's weight loads are not issued together: {r}"
+        assert r["bytes_in_flight_per_thread"] >= 32, r  # the walk kept 4-8 bytes a thread in flight
+    for r in old:
+        assert not gather_keeps_weight_rows_in_flight(r), f"the guard does not tell the old gather apart: {r}"
+        assert max(r["window_loads"]) == 1, r
+    active = [r for r in rows if r["config"] == "active_inputs"]
+    assert len(active) == 1 and active[0]["STACK"] == 0

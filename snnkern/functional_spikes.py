@@ -13,19 +13,60 @@ SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float6
 PACK_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.bool, torch.uint8)
 WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 ALGORITHMS = ("auto", "tiles", "gather", "dense")
-# Firing rate below which "auto" takes the gather kernel. Provisional: set from the CPU-interpreter
-# era; the GPU benchmark (bench/test_spike_linear.py) is what should fix it.
-GATHER_BELOW_RATE = 0.01
+
+# ---- what "auto" runs: a byte / throughput model of H100 / H200 (sm_90) ---------------------------------
+#
+# For spikes [M, K] at firing rate r and weights [N, K] of b bytes each:
+# - dense / tiles do the whole product: 2*M*K*N flops at the throughput F of that path, whatever r is;
+# - gather reads, per row block, the weight rows of the inputs that spiked in it: r*M*K rows of N*b bytes
+#   when spikes are sparse (at higher rates the row blocks share rows and it reads fewer), from L2 (a
+#   layer's weights stay L2-resident: 50 MB on H100/H200), at a fraction E of L2 bandwidth B.
+#   time_gather = r*M*K*N*b / (E*B),  time_dense = 2*M*K*N / F,  equal at  r* = 2*E*B / (b*F).
+# M, K and N cancel: one crossover rate per weight dtype and competitor. Gather runs below r*, the faster of
+# dense and tiles above it. The numbers (M=8192, K=N=4096 where a time is quoted):
+L2_BYTES_PER_S = 6.9e12  # L2 read bandwidth: the ideal gather's 13.7 GB at 95% sparsity in ~2 ms
+GATHER_L2_EFFICIENCY = 0.5  # the fraction of it the gather kernel is held to (its target: >= 50% of ideal)
+# dense-path throughputs (flop/s): cuBLAS fp16/bf16 0.33 ms (830 TFLOP/s of 989 peak); cuBLAS TF32 0.8 ms;
+# cuBLAS fp32 without TF32 (torch's default for fp32 matmul) on CUDA cores, ~75% of 67 TFLOP/s; the tiles
+# kernel: 16-bit weights 2-3x slower than cuBLAS, fp32 weights as three bf16 passes 1.8-3.3 ms (2.5 ms)
+FLOPS = {"16bit": {"dense": 8.3e14, "tiles": 3.3e14},
+         "fp32": {"dense": 5.0e13, "tiles": 1.1e14},
+         "fp32_tf32": {"dense": 3.4e14, "tiles": 1.1e14}}
+WEIGHT_BYTES = {"16bit": 2, "fp32": 4, "fp32_tf32": 4}
+
+
+def _rule(precision: str) -> tuple[float, str]:
+    above = max(FLOPS[precision], key=FLOPS[precision].get)
+    crossover = 2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * FLOPS[precision][above])
+    return round(crossover, 4), above
+
+
+# precision -> (gather below this firing rate, the algorithm at and above it):
+#   16bit      (0.0042, "dense")  gather vs cuBLAS fp16/bf16 (ideal gather, E=1: 0.83%, the 99.2% sparsity quoted)
+#   fp32       (0.0157, "tiles")  gather vs tiles; fp32 cuBLAS without TF32 is the slowest
+#   fp32_tf32  (0.0051, "dense")  with torch.backends.cuda.matmul.allow_tf32 the caller accepted TF32: cuBLAS
+# Weights too large for L2 (e.g. fp32 4096 x 4096, 64 MB) stream the gather's rows from HBM (3.35 TB/s H100,
+# 4.8 TB/s H200): their crossover is lower by that ratio. A GPU sweep replaces these with measured ones.
+AUTO_RULES = {precision: _rule(precision) for precision in FLOPS}
+# "auto" with no rate known and none measurable without a device sync: the above-crossover choice
+AUTO_WITHOUT_RATE = 1.0
+# SpikeConv2d's gather threshold (im2col + gather vs cuDNN, which runs TF32 by default)
+GATHER_BELOW_RATE = AUTO_RULES["fp32_tf32"][0]
+
+
+def auto_precision(weight_dtype: torch.dtype) -> str:
+    """The AUTO_RULES row for a weight dtype (fp32 reads torch's TF32 switch: a host flag, no sync)."""
+    if weight_dtype != torch.float32:
+        return "16bit"
+    return "fp32_tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
 
 
 def auto_algorithm(rate: float, weight_dtype: torch.dtype) -> str:
-    """What ``algorithm="auto"`` runs at a firing rate: the event-driven ``gather`` below
-    GATHER_BELOW_RATE; above it, fp16/bf16 weights go to cuBLAS (``dense``: tensor cores at full
-    rate, bits still saved) and fp32 weights to ``tiles`` (three bf16 tensor-core passes at fp32
-    accuracy, instead of cuBLAS's non-TF32 fp32 GEMM). Provisional until a GPU run measures it."""
-    if rate < GATHER_BELOW_RATE:
-        return "gather"
-    return "tiles" if weight_dtype == torch.float32 else "dense"
+    """What ``algorithm="auto"`` runs at a firing rate: ``gather`` below its AUTO_RULES crossover for the
+    weight dtype, else that row's faster dense path (cuBLAS ``dense`` for fp16/bf16 weights and for fp32
+    under TF32, ``tiles`` for fp32 weights at fp32 accuracy). The model behind the table is above it."""
+    gather_below, above = AUTO_RULES[auto_precision(weight_dtype)]
+    return "gather" if rate < gather_below else above
 
 
 def is_binary(s: torch.Tensor) -> bool:
@@ -134,11 +175,13 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     Gradients: ``grad_x = dY @ W`` (dense), ``grad_W = dY.T @ S`` from the saved bits, ``grad_b``.
 
     ``algorithm``: ``"tiles"`` (tensor cores on unpacked bits, empty tiles skipped), ``"gather"``
-    (per-row walk over the set bits), ``"dense"`` (cuBLAS on the spikes; still saves only bits), or
-    ``"auto"`` (``auto_algorithm``: gather below a firing rate of ``GATHER_BELOW_RATE``, else tiles
-    for fp32 weights and dense for fp16/bf16). ``rate``: the firing rate "auto" decides on, when the
-    caller knows it (``SpikeLinear`` passes its previous call's, delivered without a sync); otherwise
-    "auto" measures it, which costs a device sync.
+    (per block of rows, only the weight rows of the inputs that spiked in it), ``"dense"`` (cuBLAS on the spikes; still saves only bits), or
+    ``"auto"`` (``auto_algorithm``: gather below the firing rate of the ``AUTO_RULES`` row for the
+    weight dtype, else cuBLAS, or tiles for fp32 weights without TF32). ``rate``: the firing rate "auto"
+    decides on, when the caller knows it (``SpikeLinear`` passes its previous call's, delivered without
+    a sync). "auto" never syncs to learn it: without ``rate`` it uses the rate the binary check measured
+    (that check syncs anyway), and where no check ran (packed ``x``, ``assume_binary=True``) it takes the
+    dense-rate choice (``AUTO_WITHOUT_RATE``).
     Non-binary ``x``: ``strict=True`` raises ValueError, otherwise a plain ``F.linear`` runs.
     ``assume_binary=True`` skips the binary check (a sync) for inputs you know are spikes.
     """
@@ -198,8 +241,8 @@ def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_p
     if algorithm == "auto":
         if on_bits is not None:
             on_bits(bits, K)
-        if rate is None:
-            rate = firing_rate(bits, K)
+        if rate is None:  # measuring it here would sync the host
+            rate = AUTO_WITHOUT_RATE
         algorithm = auto_algorithm(rate, weight.dtype)
     if algorithm in ("tiles", "gather"):
         # the event-driven kernels never read the weights of inputs that did not spike, so a NaN/inf there

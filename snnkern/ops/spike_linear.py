@@ -6,9 +6,15 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
   BLOCK_M rows x BLOCK_K inputs with no spike is skipped (event-driven at tile granularity).  Spikes
   are exactly 0/1 in bf16/fp16, so the products are exact; fp32 weights are split into three bf16
   parts (hi + mid + lo == W to fp32 precision), so fp32 weights keep fp32 accuracy on tensor cores.
-- ``gather``: the event-driven kernel proper: each program owns one row and walks only its set bits,
-  adding the matching rows of W.T (fp32 accumulation, any weight dtype).  Work scales with the
-  number of spikes, for very sparse input.
+- ``gather``: the event-driven kernel proper, in two launches. First, per block of GATHER_ROWS rows
+  (time steps x batch of one layer), the inputs that spiked in any of its rows are compacted into an
+  index list (``spike_pack.active_inputs_forward``; padding bits past K never enter it). Then each
+  program owns a row block and GATHER_N outputs and walks that list GATHER_I inputs at a time: it loads
+  their GATHER_I rows of W.T at once (independent loads, all in flight before the first is used), reads
+  the block's spike bits at those inputs, and adds rows x inputs (0/1) @ weight rows with fp32
+  accumulation, on tensor cores for fp16/bf16 weights (exact: the products are 0 or a weight) and on
+  CUDA cores for fp32. Each weight row is read once per row block and serves all its rows; the bytes
+  read scale with the number of distinct active inputs per block, for very sparse input.
 
 Autograd (registered on the op): the forward saves the bits, never the dense spikes;
 grad_input = dY @ W (dense: the upstream neuron needs it), grad_bias = dY.sum(0), and
@@ -25,7 +31,7 @@ from typing import Optional
 import torch
 
 from ._triton import HAS_TRITON, tl, triton
-from .spike_pack import packed_words, transpose_packed_forward, unpack_forward
+from .spike_pack import active_inputs_forward, packed_words, transpose_packed_forward, unpack_forward
 
 ALGORITHMS = ("tiles", "gather", "dense")
 # Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels, per operand
@@ -37,7 +43,11 @@ TILE_CONFIGS = {
     "16bit": ((64, 64, 64, 8, 2), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3)),
     "fp32": ((64, 64, 32, 8, 3), (64, 32, 32, 4, 3), (32, 64, 32, 4, 3)),
 }
-GATHER_N, GATHER_WARPS = 256, 4
+# The gather kernel's program: GATHER_ROWS output rows x GATHER_N outputs, GATHER_I active inputs per step
+# (GATHER_I weight rows in flight per program), GATHER_WARPS warps.
+# GATHER_STAGES = 1: the kernel pipelines its index loads itself and issues its weight loads as plain
+# loads, a step's worth at once (kernel_compile_check.py reads that window from the machine code).
+GATHER_ROWS, GATHER_N, GATHER_I, GATHER_WARPS, GATHER_STAGES = 16, 128, 32, 4, 1
 
 
 @triton.jit
@@ -79,26 +89,47 @@ def _spike_mm_tiles_kernel(
 @triton.jit
 def _spike_mm_gather_kernel(
     p_ptr,  # [M, W] int32 packed spikes
+    idx_ptr,  # [cdiv(M, ROWS), K] int32: each row block's active inputs (spike_pack.active_inputs_forward)
+    cnt_ptr,  # [cdiv(M, ROWS)] int32: how many there are
     wt_ptr,  # [K, N] W.T, contiguous (row k = the weights leaving input k)
     b_ptr,  # [N] bias (if HAS_BIAS)
     y_ptr,  # [M, N] output
-    N, K, W,
-    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+    M, N, K, W,
+    HAS_BIAS: tl.constexpr,
+    FMA_DOT: tl.constexpr,  # fp32 sums on CUDA cores: fp32 weights, and the CPU interpreter (its bf16 dot is wrong)
+    ROWS: tl.constexpr,  # output rows per program (one row block): each weight row loaded serves all of them
+    BLOCK_N: tl.constexpr,  # outputs per program
+    BLOCK_I: tl.constexpr,  # active inputs per step: their weight rows are all loaded before any is added
 ):
-    row = tl.program_id(0).to(tl.int64)
+    blk = tl.program_id(0)
+    rows = blk.to(tl.int64) * ROWS + tl.arange(0, ROWS)
     offs_n = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = offs_n < N
-    acc = tl.zeros([BLOCK_N], tl.float32)
-    for w in range(W):
-        word = tl.load(p_ptr + row * W + w)
-        if word != 0:  # visit only the inputs that spiked
-            for j in tl.static_range(32):
-                k = w * 32 + j
-                if (((word >> j) & 1) != 0) & (k < K):  # padding bits past K never reach past W's rows
-                    acc += tl.load(wt_ptr + k.to(tl.int64) * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+    row_ok, n_ok = rows < M, offs_n < N
+    count = tl.load(cnt_ptr + blk)
+    idx_row = idx_ptr + blk.to(tl.int64) * K
+    ii = tl.arange(0, BLOCK_I)
+    ks = tl.load(idx_row + ii, mask=ii < count, other=0)
+    acc = tl.zeros([ROWS, BLOCK_N], tl.float32)
+    for i0 in range(0, count, BLOCK_I):
+        i_ok = i0 + ii < count
+        # BLOCK_I independent weight-row loads (and the spike words), all issued before the first is used
+        w = tl.load(wt_ptr + ks.to(tl.int64)[:, None] * N + offs_n[None, :], mask=i_ok[:, None] & n_ok[None, :],
+                    other=0.0)
+        words = tl.load(p_ptr + rows[:, None] * W + (ks // 32)[None, :], mask=row_ok[:, None] & i_ok[None, :],
+                        other=0)
+        # the next step's inputs, fetched while this step adds: its weight loads need not wait for them
+        ks_next = tl.load(idx_row + (i0 + BLOCK_I) + ii, mask=i0 + BLOCK_I + ii < count, other=0)
+        s = (words >> (ks % 32)[None, :]) & 1  # [ROWS, BLOCK_I]: which rows of the block spiked at each input
+        # 0/1 x weight products are exact; the sums accumulate in fp32 (tensor cores for 16-bit weights)
+        if FMA_DOT:
+            acc = tl.dot(s.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(s.to(w.dtype), w, acc)
+        ks = ks_next
     if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + row * N + offs_n, acc.to(y_ptr.dtype.element_ty), mask=n_mask)
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + rows[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -234,8 +265,12 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
     b = bias.contiguous() if bias is not None else y
     if algorithm == "gather":
         wt = weight.t().contiguous()
-        _spike_mm_gather_kernel[(M, _cdiv(N, GATHER_N))](
-            bits, wt, b, y, N, k, W, HAS_BIAS=bias is not None, BLOCK_N=GATHER_N, num_warps=GATHER_WARPS)
+        idx, cnt = active_inputs_forward(bits, k, GATHER_ROWS)
+        _spike_mm_gather_kernel[(_cdiv(M, GATHER_ROWS), _cdiv(N, GATHER_N))](
+            bits, idx, cnt, wt, b, y, M, N, k, W, HAS_BIAS=bias is not None,
+            FMA_DOT=weight.dtype == torch.float32 or not bits.is_cuda,
+            ROWS=GATHER_ROWS, BLOCK_N=GATHER_N, BLOCK_I=GATHER_I, num_warps=GATHER_WARPS,
+            num_stages=GATHER_STAGES)
     else:
         parts = weight_parts(weight) if parts is None else parts
         launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",

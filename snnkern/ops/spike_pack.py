@@ -13,6 +13,7 @@ from ._triton import tl, triton
 WORD_BITS = 32
 PACK_BLOCK_W = 64  # words per program
 TRANSPOSE_BLOCK_K, TRANSPOSE_WORDS = 32, 8  # columns and output words per program of the bit transpose
+ACTIVE_CHUNK_W = 32  # words (1024 inputs) per step of the active-input compaction
 
 
 def packed_words(K: int) -> int:
@@ -76,6 +77,66 @@ def _transpose_bits_kernel(
     bits = tl.reshape((words >> (ks % 32)[None, :].to(tl.int32)) & 1, [WORDS, 32, BLOCK_K])
     word = tl.sum(bits << tl.arange(0, 32)[None, :, None], axis=1)  # [WORDS, BLOCK_K]; sum == OR
     tl.store(q_ptr + ks[None, :].to(tl.int64) * WM + wm[:, None], word, mask=(wm < WM)[:, None] & (ks < K)[None, :])
+
+
+@triton.jit
+def _or(a, b):
+    return a | b
+
+
+@triton.jit
+def _active_inputs_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    idx_ptr,  # [cdiv(M, ROWS), K] int32 out: row block b's active inputs, ascending, in its first cnt[b] entries
+    cnt_ptr,  # [cdiv(M, ROWS)] int32 out: how many inputs spiked in at least one row of the block
+    M, K, W,
+    ROWS: tl.constexpr,  # rows per block
+    CHUNK_W: tl.constexpr,  # words per step
+):
+    blk = tl.program_id(0)
+    rows = blk.to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    bit = tl.arange(0, 32)
+    total = tl.sum(tl.zeros([ROWS], tl.int32), 0)  # active inputs found so far (an int32 scalar)
+    for w0 in range(0, W, CHUNK_W):
+        ws = w0 + tl.arange(0, CHUNK_W)
+        words = tl.load(p_ptr + rows[:, None] * W + ws[None, :], mask=(rows < M)[:, None] & (ws < W)[None, :], other=0)
+        union = tl.reduce(words, 0, _or)  # [CHUNK_W]: bit set where any row of the block spiked
+        ks = ws[:, None] * 32 + bit[None, :]
+        on = ((((union[:, None] >> bit[None, :]) & 1) != 0) & (ks < K)).to(tl.int32)  # padding bits past K: off
+        on = tl.reshape(on, [CHUNK_W * 32])
+        ks = tl.reshape(ks, [CHUNK_W * 32])
+        pos = total + tl.cumsum(on, 0) - on  # exclusive prefix sum: where each active input goes
+        tl.store(idx_ptr + blk.to(tl.int64) * K + pos, ks, mask=on != 0)
+        total += tl.sum(on, 0)
+    tl.store(cnt_ptr + blk, total)
+
+
+def active_inputs_forward(p: torch.Tensor, K: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For packed spikes [M, ceil(K/32)], per block of ``rows`` consecutive rows: the inputs k < K that
+    spiked in at least one of its rows (ascending) and their count -> (idx [cdiv(M, rows), K] int32, only
+    the first cnt[b] entries of row b written; cnt [cdiv(M, rows)] int32). One read of the bits; what the
+    gather kernel walks instead of the bits."""
+    M, W = p.shape
+    blocks = _cdiv(M, rows)
+    idx = torch.empty((blocks, K), dtype=torch.int32, device=p.device)
+    cnt = (torch.empty if W else torch.zeros)((blocks,), dtype=torch.int32, device=p.device)  # the kernel writes all
+    if blocks and W:
+        _active_inputs_kernel[(blocks,)](p.contiguous(), idx, cnt, M, K, W, ROWS=rows, CHUNK_W=ACTIVE_CHUNK_W)
+    return idx, cnt
+
+
+def active_inputs_reference(p: torch.Tensor, K: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``active_inputs_forward`` in plain PyTorch, with the unwritten entries of idx set to -1."""
+    s = unpack_reference(p, K, torch.bool)
+    blocks = _cdiv(s.shape[0], rows)
+    padded = torch.zeros((blocks * rows, K), dtype=torch.bool, device=p.device)
+    padded[:s.shape[0]] = s
+    any_ = padded.reshape(blocks, rows, K).any(1)
+    cnt = any_.sum(1, dtype=torch.int32)
+    idx = torch.full((blocks, K), -1, dtype=torch.int32, device=p.device)
+    for b in range(blocks):
+        idx[b, :int(cnt[b])] = any_[b].nonzero().flatten().to(torch.int32)
+    return idx, cnt
 
 
 def transpose_packed_forward(p: torch.Tensor, K: int) -> torch.Tensor:
