@@ -1,5 +1,6 @@
 // The LIF/IF neuron, one neuron at a time: the same arithmetic, in the same order, as the Triton
-// kernels in snnkern/ops/lif.py. Host and device share this code, so the extension's CPU path (run by
+// kernels in snnkern/ops/lif/kernels.py (and the backward's load schedule: a chunk's loads before its
+// stores). Host and device share this code, so the extension's CPU path (run by
 // CI) checks the very functions its CUDA kernels run. Built with -fmad=false / -ffp-contract=off:
 // no FMA contraction, so spikes and membranes are bitwise equal to the PyTorch reference.
 #pragma once
@@ -132,17 +133,28 @@ SNN_HD void backward_neuron(int64_t n, int64_t N, int64_t T, const xT* x, const 
   float g_state = grad_v_last ? grad_v_last[n] : 0.f;
   float g_beta = 0.f, g_thr = 0.f;
   const int64_t n_chunks = (T + kChunk - 1) / kChunk;
+  const bool has_gs = grad_spikes != nullptr, has_gvs = grad_v_seq != nullptr;
   for (int64_t c = n_chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * kChunk;
     const int64_t len = T - t0 < kChunk ? T - t0 : kChunk;
     const float state0 = c > 0 ? ckpt[(c - 1) * N + n] : (v0 ? v0[n] : p.v_init);
-    float hs[kChunk], xs[kChunk];
+    // every load of the chunk (inputs and both upstream gradients) is issued here, before the chunk's
+    // first grad_x store: loaded in the reverse walk, each would wait behind the previous step's store
+    // (a loop of loads only, with no branch: steps past the end of a short last chunk re-read its last
+    // step — in bounds, never used — so all 3 x kChunk loads can be issued back to back)
+    float hs[kChunk], xs[kChunk], gss[kChunk], gvss[kChunk];
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) {
+      const int64_t t = t0 + (i < len ? i : len - 1);
+      xs[i] = static_cast<float>(x[t * N + n]);
+      gss[i] = has_gs ? static_cast<float>(grad_spikes[t * N + n]) : 0.f;
+      gvss[i] = has_gvs ? grad_v_seq[t * N + n] : 0.f;
+    }
     float state = state0;
 #pragma unroll
     for (int i = 0; i < kChunk; ++i) {
       if (i < len) {
         float s;
-        xs[i] = static_cast<float>(x[(t0 + i) * N + n]);
         hs[i] = step(state, xs[i], beta, omb, leak, thr, p, s, state);
       }
     }
@@ -152,8 +164,8 @@ SNN_HD void backward_neuron(int64_t n, int64_t N, int64_t T, const xT* x, const 
       const int64_t t = t0 + i;
       const float h = hs[i];
       const float prev = i == 0 ? state0 : state_after(hs[i > 0 ? i - 1 : 0], thr, p);
-      if (grad_v_seq) g_state += grad_v_seq[t * N + n];
-      const float gs = grad_spikes ? static_cast<float>(grad_spikes[t * N + n]) : 0.f;
+      if (has_gvs) g_state += gvss[i];
+      const float gs = gss[i];
       const float d = h - thr;
       const float sg = surrogate_grad(d, p.alpha, p.surrogate);
       float gh, dthr, dh_dprev, dh_dbeta;

@@ -46,10 +46,13 @@ __global__ void lif_fwd_kernel(int64_t N, int64_t T, const xT* x, const float* v
   if (n < N) forward_neuron<xT, sT>(n, N, T, x, v0, beta, thr, s, v_last, v_seq, ckpt, p);
 }
 
+// At most 128 registers (two 256-thread blocks, 16 warps per SM): the chunk's prefetched gradients
+// took it to 134, which halves the resident warps (8) and with them the bytes in flight.
 template <typename xT, typename gT>
-__global__ void lif_bwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr,
-                               const float* ckpt, const gT* gs, const float* gv, const float* gvs, xT* gx,
-                               float* gv0, float* gbeta, float* gthr, LifSpec p) {
+__global__ void __launch_bounds__(kThreads, 2)
+    lif_bwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr, const float* ckpt,
+                   const gT* gs, const float* gv, const float* gvs, xT* gx, float* gv0, float* gbeta, float* gthr,
+                   LifSpec p) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (n < N) backward_neuron<xT, gT>(n, N, T, x, v0, beta, thr, ckpt, gs, gv, gvs, gx, gv0, gbeta, gthr, p);
 }
