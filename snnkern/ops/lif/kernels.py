@@ -15,11 +15,14 @@ instead of a pre-reset membrane sequence.  The no-grad path writes only spikes a
 from .._triton import tl, triton
 from ..surrogate import _surrogate_grad
 
-# Backward: 16 steps x 1 neuron per thread compiles to ~90 registers on sm_90 with no spills
-# (python_tests/kernel_compile_check.py guards this); 32 steps or 2 neurons per thread spill.
+# Backward: 16 steps x 1 neuron per thread compiles to 48-80 registers on sm_90 with no spills, 8 steps
+# when parameter gradients accumulate (LEARN_SUB) to 48-71 (python_tests/kernel_compile_check.py guards
+# this); 32 steps or 2 neurons per thread spill.
 FWD_BLOCK, FWD_WARPS = 512, 4  # 4 neurons per thread: 16-byte fp32 accesses
 FWD_VEC = 4  # neurons per thread, the widest VEC the forward is specialized for
 BWD_BLOCK, BWD_WARPS = 128, 4
+# Backward with parameter gradients: steps recomputed together at most (see lif_bwd_kernel).
+LEARN_SUB = tl.constexpr(8)
 
 
 @triton.jit
@@ -186,50 +189,72 @@ def lif_bwd_kernel(
         g_state = tl.zeros([BLOCK], tl.float32)
     g_beta = tl.zeros([BLOCK], tl.float32)
     g_thr = tl.zeros([BLOCK], tl.float32)
-    n_chunks = tl.cdiv(T, CHUNK)
-    for cc in range(n_chunks):
-        c = n_chunks - 1 - cc
-        t0 = c * CHUNK
+    # Steps recomputed together (SUB): the checkpoint interval CHUNK, or its lower and upper half when
+    # parameter gradients accumulate (16 steps of those take 70-130 registers on sm_90, 8 steps 48-71).
+    # An upper half first recomputes its lower half from the checkpoint: SUB rows of x that the next
+    # iteration of this program reads again (most likely from L1/L2 rather than DRAM).
+    if (BETA_GRAD or THR_GRAD) and CHUNK > LEARN_SUB:
+        SUB: tl.constexpr = CHUNK // 2
+    else:
+        SUB: tl.constexpr = CHUNK
+    n_subs = tl.cdiv(T, SUB)
+    for cc in range(n_subs):
+        if SUB < CHUNK:
+            t0 = (n_subs - 1 - cc) * SUB
+            c = t0 // CHUNK  # checkpoint interval
+        else:
+            c = n_subs - 1 - cc
+            t0 = c * CHUNK
         if c > 0:
             state0 = tl.load(ckpt_ptr + (c - 1).to(tl.int64) * N + offs, mask=mask, other=0.0)
         elif HAS_V0:
             state0 = tl.load(v0_ptr + offs, mask=mask, other=0.0)
         else:
             state0 = tl.full([BLOCK], v_init, tl.float32)
+        if SUB < CHUNK:
+            if t0 % CHUNK != 0:  # upper half: its lower half precedes it entirely (all steps < T)
+                low_base = (t0 - SUB).to(tl.int64) * N + offs
+                xl = ()
+                for i in tl.static_range(SUB):
+                    xl = xl + (tl.load(x_ptr + low_base + i * N, mask=mask, other=0.0),)
+                for i in tl.static_range(SUB):
+                    _h, _s, state0 = _step(state0, xl[i].to(tl.float32), beta, one_minus_beta, leak, thr, v_reset,
+                                           DELAYED, RESET, DECAY_INPUT)
         chunk_base = t0.to(tl.int64) * N + offs
 
         # Recompute the chunk forward; its membranes (and inputs) stay in registers. The chunk's incoming
         # gradients are requested here too, before the first grad_x store of the chunk: the compiler cannot
         # move a load above a store that may alias it, so loads issued in the reverse walk would each
-        # wait for the previous step's store, one load in flight per thread.
+        # wait for the previous step's store, one load in flight per thread. Steps past T (in the last
+        # chunk) read row T-1 again and are skipped by the walk, so no load needs a per-step mask (a
+        # predicate per step would stay live until the walk's stores).
         hs = ()
         xs = ()
         gss = ()
         gvss = ()
         state = state0
-        for i in tl.static_range(CHUNK):
-            valid = t0 + i < T
-            step_mask = mask & valid
-            x = tl.load(x_ptr + chunk_base + i * N, mask=step_mask, other=0.0).to(tl.float32)
+        for i in tl.static_range(SUB):
+            row = tl.minimum(t0 + i, T - 1).to(tl.int64) * N + offs
+            x = tl.load(x_ptr + row, mask=mask, other=0.0).to(tl.float32)
             if HAS_GS:
-                gss = gss + (tl.load(gs_ptr + chunk_base + i * N, mask=step_mask, other=0.0),)
+                gss = gss + (tl.load(gs_ptr + row, mask=mask, other=0.0),)
             if HAS_GVS:
-                gvss = gvss + (tl.load(gvs_ptr + chunk_base + i * N, mask=step_mask, other=0.0),)
+                gvss = gvss + (tl.load(gvs_ptr + row, mask=mask, other=0.0),)
             h, s, state = _step(state, x, beta, one_minus_beta, leak, thr, v_reset, DELAYED, RESET, DECAY_INPUT)
             hs = hs + (h,)
             if DECAY_INPUT and BETA_GRAD:  # only the beta gradient of decay_input needs x again
                 xs = xs + (x,)
 
-        # Walk the chunk backwards. g_state is dL/d(state after step t).
-        for i in tl.static_range(CHUNK - 1, -1, -1):
-            valid = t0 + i < T
+        # Walk the chunk backwards. g_state is dL/d(state after step t) from the steps after t.
+        for i in tl.static_range(SUB - 1, -1, -1):
             h = hs[i]
             if i == 0:
                 prev = state0
             else:
                 prev = _state_after(hs[i - 1], thr, v_reset, DELAYED, RESET)
+            g = g_state  # dL/d(state after this step)
             if HAS_GVS:  # the state after step t was also an output
-                g_state += gvss[i]
+                g = g + gvss[i]
             if HAS_GS:
                 gs = gss[i].to(tl.float32)
             else:
@@ -238,7 +263,7 @@ def lif_bwd_kernel(
             sg = _surrogate_grad(d, alpha, SURROGATE)
             if DELAYED:
                 r = tl.where(prev - thr > 0, 1.0, 0.0)  # detached: no gradient through r
-                gh = g_state + gs * sg
+                gh = g + gs * sg
                 dthr = -gs * sg
                 if RESET == 1:
                     dthr = dthr - r * gh
@@ -262,11 +287,11 @@ def lif_bwd_kernel(
                 if DETACH:
                     g_spike = gs
                 else:
-                    g_spike = gs + g_state * dv_ds
-                gh = g_spike * sg + g_state * dv_dh
+                    g_spike = gs + g * dv_ds
+                gh = g_spike * sg + g * dv_dh
                 dthr = -g_spike * sg
                 if RESET == 1:
-                    dthr = dthr - g_state * s
+                    dthr = dthr - g * s
                 dh_dprev = beta
                 if RESET == 2:
                     dh_dbeta = prev - v_reset
@@ -278,12 +303,13 @@ def lif_bwd_kernel(
                 gx = gh * one_minus_beta
             else:
                 gx = gh
-            tl.store(gx_ptr + chunk_base + i * N, gx.to(gx_ptr.dtype.element_ty), mask=mask & valid)
-            if BETA_GRAD:
-                g_beta += tl.where(valid, gh * dh_dbeta, 0.0)
-            if THR_GRAD:
-                g_thr += tl.where(valid, dthr, 0.0)
-            g_state = tl.where(valid, gh * dh_dprev, g_state)
+            if t0 + i < T:  # a uniform branch: steps past T store nothing and leave g_state as it is
+                tl.store(gx_ptr + chunk_base + i * N, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+                if BETA_GRAD:
+                    g_beta += gh * dh_dbeta
+                if THR_GRAD:
+                    g_thr += dthr
+                g_state = gh * dh_dprev
     if STORE_GV0:
         tl.store(gv0_ptr + offs, g_state, mask=mask)
     if BETA_GRAD:
