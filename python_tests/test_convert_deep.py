@@ -60,7 +60,7 @@ def test_vgg19_bn_folds_and_converts():
     _check_tracks(rows, 0.9, 0.9)
 
 
-def test_mobilenet_v2_with_statistics_and_event_driven():
+def test_mobilenet_v2_random_bn_per_channel_and_event_driven():
     """MobileNetV2 with random BatchNorm parameters, per-channel thresholds;
     event-driven: the thresholds fold into the depthwise/1x1 convolutions reading the spikes, and the
     logits stay those of the converted SNN."""
