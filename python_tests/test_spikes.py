@@ -612,6 +612,46 @@ def test_auto_decides_on_the_previous_calls_rate_without_measuring(monkeypatch):
         spike_linear(sparse, layer.weight, rate=1.5, backend="triton")
 
 
+@KERNEL
+def test_spike_conv_auto_without_a_check_never_syncs(monkeypatch):
+    """SpikeConv2d(assume_binary=True, algorithm="auto") decided on float((x != 0).mean()) — a device sync
+    every call. It now counts on the device and decides on the previous call's rate, by the conv crossover
+    of the byte model (gather below it, cuDNN above)."""
+    import snnkern.functional_spikes as FS
+
+    torch.manual_seed(64)
+    layer = SpikeConv2d(3, 4, 3, padding=1, assume_binary=True, backend="triton").to(dev())
+    silent = torch.zeros(2, 3, 6, 6, device=dev())
+    busy = (torch.rand(2, 3, 6, 6, device=dev()) < 0.5).float()
+    layer.algorithm = "gather"
+    with torch.no_grad():
+        layer(busy)  # the gather's weight finiteness check, once per weight version (a sync), done first
+    layer.algorithm = "auto"
+    chosen = []
+    real = FS.conv_gather_below
+    monkeypatch.setattr(snnkern.nn.spike_layers, "conv_gather_below", lambda wd: chosen.append(wd) or real(wd))
+    counter = _SyncCounter(monkeypatch)
+    real_latest = snnkern.nn.spike_layers.RateTracker.latest
+
+    def latest_uncounted(tracker):  # it reads a host copy once the device's event completed: no sync on a
+        n = len(counter.calls)      # GPU, but on CPU the count is a CPU tensor the counter cannot tell apart
+        out = real_latest(tracker)
+        del counter.calls[n:]
+        return out
+
+    monkeypatch.setattr(snnkern.nn.spike_layers.RateTracker, "latest", latest_uncounted)
+    with torch.no_grad():
+        layer(silent)  # first call: no rate known, the dense choice
+        layer(busy)  # decides on the silent call's rate 0: gather
+        y = layer(busy)  # on busy's rate: dense
+    monkeypatch.undo()
+    assert counter.calls == [] and len(chosen) == 3
+    assert layer.last_rate == int(busy.sum()) / busy.numel()  # counted exactly
+    torch.testing.assert_close(y, F.conv2d(busy, layer.weight, layer.bias, padding=1))
+    assert FS.conv_gather_below(torch.float16) == FS.AUTO_RULES["16bit"][0]
+    assert FS.conv_gather_below(torch.float32) == FS.GATHER_BELOW_RATE  # cuDNN runs TF32 by default
+
+
 # ---- the gather: active inputs compacted per row block, a step of weight rows at a time --------------------
 
 

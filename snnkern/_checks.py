@@ -64,8 +64,11 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
     NaN/inf policy holds). ``why`` ends the message."""
     if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling():
         return
-    key = (p._version, p.data_ptr(), low, high, low_open)  # data_ptr: `p.data = other` keeps the version
-    if getattr(p, "_snnkern_checked", None) == key:
+    key = (p._version, p.data_ptr(), tuple(p.shape), low, high, low_open)  # data_ptr: `p.data = x` keeps the version
+    # a view made per call (SpikeConv2d's weight.reshape) is a new object each time: keep the record on its
+    # base, which lives on, or every call would check (and sync) again
+    holder = p if p._base is None else p._base
+    if getattr(holder, "_snnkern_checked", None) == key:
         return
     values = p.detach()
     ok = torch.isfinite(values)
@@ -78,7 +81,7 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
         raise ValueError(f"{name} must hold finite values{' ' + rule if rule else ''}; got values in "
                          f"[{values.min().item():g}, {values.max().item():g}]"
                          + (" (or NaN)" if values.isnan().any() else "") + (f": {why}" if why else ""))
-    p._snnkern_checked = key
+    holder._snnkern_checked = key
 
 
 def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:

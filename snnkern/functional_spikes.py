@@ -50,8 +50,19 @@ def _rule(precision: str) -> tuple[float, str]:
 AUTO_RULES = {precision: _rule(precision) for precision in FLOPS}
 # "auto" with no rate known and none measurable without a device sync: the above-crossover choice
 AUTO_WITHOUT_RATE = 1.0
-# SpikeConv2d's gather threshold (im2col + gather vs cuDNN, which runs TF32 by default)
+# SpikeConv2d's gather threshold at torch's defaults (im2col + gather vs cuDNN, which runs TF32 by default)
 GATHER_BELOW_RATE = AUTO_RULES["fp32_tf32"][0]
+
+
+def conv_gather_below(weight_dtype: torch.dtype) -> float:
+    """SpikeConv2d "auto": the firing rate below which im2col + gather beats cuDNN, by the model above
+    (cuDNN is the only dense path of a convolution; fp32 follows cuDNN's own TF32 switch)."""
+    if weight_dtype != torch.float32:
+        precision = "16bit"
+    else:
+        precision = "fp32_tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    dense = FLOPS[precision]["dense"]
+    return round(2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * dense), 4)
 
 
 def auto_precision(weight_dtype: torch.dtype) -> str:

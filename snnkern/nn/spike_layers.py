@@ -12,17 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _checks
-from ..functional_spikes import (ALGORITHMS, GATHER_BELOW_RATE, _binary_and_rate, count_spikes, pack_spikes,
-                                 spike_linear, spike_linear_run, unpack_spikes)
+from ..functional_spikes import (ALGORITHMS, AUTO_WITHOUT_RATE, _binary_and_rate, conv_gather_below, count_spikes,
+                                 pack_spikes, spike_linear, spike_linear_run, unpack_spikes)
 from ..ops.spike_linear import weight_parts
 
 
 class SpikeLinear(nn.Linear):
     """``nn.Linear`` for binary spike input (``snnkern.functional.spike_linear``).
 
-    ``algorithm="auto"`` picks per call from the measured firing rate (a device sync); fix it to
-    ``"tiles"``, ``"gather"`` or ``"dense"`` to avoid the sync.  ``strict=True`` raises on non-binary
-    input (otherwise it runs dense); ``assume_binary=True`` skips that check.
+    ``algorithm="auto"`` picks per call (``auto_algorithm``) from the firing rate of the previous call,
+    counted on the device and read without a sync (``last_rate``); ``"tiles"``, ``"gather"`` or
+    ``"dense"`` fix it.  ``strict=True`` raises on non-binary input (otherwise it runs dense);
+    ``assume_binary=True`` skips that check (a sync).
     """
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, algorithm="auto",
@@ -90,12 +91,20 @@ class RateTracker:
                 self._pending = None
         return self.value
 
+    def idle(self) -> bool:
+        """No count on its way: a new one would be kept (else it is dropped: count only when idle)."""
+        return self._pending is None
+
     def record(self, bits: torch.Tensor, k: int) -> None:
-        if self._pending is not None:  # the previous count is still on its way: keep that one
+        """Count packed spikes ``bits`` (k spikes a row)."""
+        if self._pending is None:  # else the previous count is still on its way: keep that one
+            self.record_count(count_spikes(bits), (bits.numel() // max(bits.shape[-1], 1)) * k)
+
+    def record_count(self, count: torch.Tensor, n: int) -> None:
+        """``count`` spikes (an int64 scalar on the spikes' device) among ``n``."""
+        if self._pending is not None:
             return
-        n = (bits.numel() // max(bits.shape[-1], 1)) * k
-        count = count_spikes(bits)
-        if bits.is_cuda:
+        if count.is_cuda:
             if self._host is None:
                 self._host = torch.empty((), dtype=torch.int64, pin_memory=True)
             self._host.copy_(count, non_blocking=True)
@@ -142,6 +151,8 @@ class SpikeConv2d(nn.Conv2d):
     ``algorithm="dense"`` (default for ``"auto"`` above the gather crossover): cuDNN forward, input
     saved as bits.  ``"tiles"``/``"gather"``: im2col (``F.unfold``) then the spike_linear kernels
     (groups=1, zero padding); these save the unfolded spikes as bits (kernel_size^2 times more bits).
+    ``"auto"``: gather below ``conv_gather_below(weight dtype)``, else dense, on the rate the binary check
+    measured, or with ``assume_binary=True`` on the previous call's rate (no sync).
     """
 
     def __init__(self, *args, algorithm="auto", strict=False, assume_binary=False, backend="auto", **kwargs):
@@ -150,6 +161,12 @@ class SpikeConv2d(nn.Conv2d):
         self.strict = _checks.check_flag(strict, "strict")
         self.assume_binary = _checks.check_flag(assume_binary, "assume_binary")
         self.backend = backend
+        self._rate = RateTracker()
+
+    @property
+    def last_rate(self) -> float | None:
+        """The input firing rate of a recent ``assume_binary`` "auto" call (None before any)."""
+        return self._rate.latest()
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, **kwargs) -> "SpikeConv2d":
@@ -172,9 +189,12 @@ class SpikeConv2d(nn.Conv2d):
         if self.padding_mode != "zeros" or self.groups != 1 or isinstance(self.padding, str):
             algorithm = "dense"  # the unfold path covers plain zero-padded, ungrouped convolutions
         if algorithm == "auto":
-            if rate is None:
-                rate = float((x != 0).float().mean())
-            algorithm = "gather" if rate < GATHER_BELOW_RATE else "dense"
+            if rate is None:  # no binary check ran: decide on the previous call's rate, which needs no sync
+                rate = self._rate.latest()
+                if self._rate.idle():
+                    self._rate.record_count((x != 0).sum(), x.numel())
+                rate = AUTO_WITHOUT_RATE if rate is None else rate
+            algorithm = "gather" if rate < conv_gather_below(self.weight.dtype) else "dense"
         if algorithm == "dense":
             return _SpikeConvDense.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                          self.groups)
