@@ -116,7 +116,7 @@ setup(
         "peers": PEERS,
         "nir": NIR,
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "scikit-learn", "mlxtend", "matplotlib",
-                 "nvidia-ml-py"]
+                 "nvidia-ml-py", "torchvision"]
         + PEERS + NIR,
         "study": ["scikit-learn", "mlxtend", "matplotlib", "nvidia-ml-py", "torchvision"],
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,

@@ -74,7 +74,8 @@ def cmd_presets(args) -> int:
         if p.paper:
             print(f"{'':<22} the paper ({p.paper_setup}) reported:")
             for f in p.paper:
-                print(f"{'':<24} {f.model.upper():<4} {METRICS[f.metric][0]}: {f.value:g} ({f.where})")
+                on = f", {f.dataset}" if f.dataset else ""
+                print(f"{'':<24} {f.model.upper():<4} {METRICS[f.metric][0]}: {f.value:g} ({f.where}{on})")
     return 0
 
 
@@ -132,8 +133,10 @@ def cmd_compare(args) -> int:
         return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"snnkern compare: preset {preset.name} on {data.name} ({data.source}), device {device}")
+    # a smoke run proves every stage, not the numbers: fewer timed calls and count batches (a spread still)
+    timing = dict(repeats=3, count_batches=2) if args.smoke else {}
     result = run_study(preset, data, device, with_robustness=args.robustness, progress=not args.quiet,
-                       threads=args.threads)
+                       threads=args.threads, download=args.download, **timing)
     paths = write_report(result, args.out)
     print(f"report: {paths['markdown']} (and {paths['json']}, plots in {args.out})")
     for key in ("ann", "snn", "snn_event", "converted", "converted_event"):
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
     cmp_.add_argument("--preset", default="luo2024-mlp", help="see `snnkern presets` (default luo2024-mlp)")
     cmp_.add_argument("--dataset", default=None,
                       help="mnist-5k (5,000 real MNIST digits, offline), digits (8x8, offline), mnist, fashion-mnist, "
-                           "cifar10")
+                           "cifar10, flowers102")
     cmp_.add_argument("--data-dir", default=None, help="where torchvision datasets are (or go with --download)")
     cmp_.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     cmp_.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")

@@ -84,7 +84,7 @@ def _loss(p: Preset, model: nn.Module, x, y, spiking: bool):
 
 
 def train(p: Preset, model: nn.Module, data: Splits, device, *, spiking: bool, progress: bool) -> dict:
-    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     epoch_times, val_acc = [], []
     x, y = data.train
     for epoch in range(p.epochs):
@@ -123,7 +123,7 @@ def evaluate(model, split, device, batch_size: int) -> dict:
 
 
 def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts_input, counts_kwargs=None,
-            batch_dim: int = 0) -> dict:
+            batch_dim: int = 0, repeats: int = TIMING_REPEATS) -> dict:
     """Accuracy metrics, time, memory, measured and estimated energy, size. Time and energy are
     medians with their spread (``*_spread``) over repeated calls / NVML windows / count batches;
     ``counts_input`` is one input batch or a list of them."""
@@ -139,7 +139,7 @@ def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         times = []
-        for _ in range(TIMING_REPEATS):
+        for _ in range(repeats):
             t0 = time.perf_counter()
             model(x)
             sync()
@@ -180,12 +180,13 @@ def measure(model: nn.Module, name: str, data: Splits, device, p: Preset, counts
     return out
 
 
-def measure_event_driven(model: nn.Module, name: str, T: int, data: Splits, device, p: Preset, sample) -> dict:
+def measure_event_driven(model: nn.Module, name: str, T: int, data: Splits, device, p: Preset, sample,
+                         repeats: int = TIMING_REPEATS) -> dict:
     """``measure`` of a copy of ``model`` whose spike-fed layers went event-driven (``event_driven``;
     a converted SNN's thresholds folded): the same predictions, its own time, memory and joules."""
     event = copy.deepcopy(model)
     out = {"T": T, "event_driven_layers": event_driven(event)}
-    out.update(measure(event, name, data, device, p, sample))
+    out.update(measure(event, name, data, device, p, sample, repeats=repeats))
     return out
 
 
@@ -218,9 +219,12 @@ def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: in
 
 
 def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness: bool = False,
-              progress: bool = True, threads: int | None = None) -> dict:
+              progress: bool = True, threads: int | None = None, download: bool = False,
+              repeats: int = TIMING_REPEATS, count_batches: int = COUNT_BATCHES) -> dict:
     """Train, convert and measure one preset; ``threads``: torch's CPU threads (default: its own, at
-    most the cores available); the CPU's thread count and load before and after go in ``result["cpu"]``."""
+    most the cores available); the CPU's thread count and load before and after go in ``result["cpu"]``.
+    ``download``: pretrained weights a preset uses may be fetched. ``repeats`` / ``count_batches``: timed
+    calls and energy-count batches per model (a smoke run takes fewer)."""
     cpu = cpu_conditions(threads)
     torch.manual_seed(0)
     result = {"preset": p.name, "source": p.source, "filled_defaults": list(p.filled), "dataset": data.name,
@@ -228,17 +232,21 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else unavailable("CPU run"),
               "settings": {k: v for k, v in vars(p).items() if k not in ("extra", "paper")}, "cpu": cpu}
     # the operation counts (spikes, so the energy estimate) vary with the input: a few batches give a spread
-    sample = [data.test[0][i:i + 8].to(device) for i in range(0, min(len(data.test[0]), 8 * COUNT_BATCHES), 8)]
+    sample = [data.test[0][i:i + 8].to(device) for i in range(0, min(len(data.test[0]), 8 * count_batches), 8)]
 
-    ann = build_model(p, data.input_shape, data.classes, spiking=False).to(device)
+    ann = build_model(p, data.input_shape, data.classes, spiking=False, download=download).to(device)
+    if getattr(ann, "weights_source", None):
+        result["weights_source"] = ann.weights_source
     result["ann"] = {"training": train(p, ann, data, device, spiking=False, progress=progress)}
-    result["ann"].update(measure(ann, "ANN", data, device, p, sample))
+    result["ann"].update(measure(ann, "ANN", data, device, p, sample, repeats=repeats))
 
     if p.train_snn:
-        snn = SNNClassifier(build_model(p, data.input_shape, data.classes, spiking=True).to(device), p.T, p.encoding)
+        snn = SNNClassifier(build_model(p, data.input_shape, data.classes, spiking=True, download=download).to(device),
+                            p.T, p.encoding)
         result["snn"] = {"training": train(p, snn, data, device, spiking=True, progress=progress), "T": p.T}
-        result["snn"].update(measure(snn, f"SNN (T={p.T})", data, device, p, sample))
-        result["snn_event"] = measure_event_driven(snn, f"SNN event-driven (T={p.T})", p.T, data, device, p, sample)
+        result["snn"].update(measure(snn, f"SNN (T={p.T})", data, device, p, sample, repeats=repeats))
+        result["snn_event"] = measure_event_driven(snn, f"SNN event-driven (T={p.T})", p.T, data, device, p, sample,
+                                                   repeats)
     else:
         result["snn"] = result["snn_event"] = unavailable("this preset converts only")
 
@@ -249,13 +257,13 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         T_max = max(p.T_list)
         converted.T = T_max
         conv = {"accuracy_vs_T": acc, "T": T_max}
-        conv.update(measure(converted, f"converted SNN (T={T_max})", data, device, p, sample))
+        conv.update(measure(converted, f"converted SNN (T={T_max})", data, device, p, sample, repeats=repeats))
         ann_ops = result["ann"]["macs_per_sample"] * 4.6
         conv_ops = conv["macs_per_sample"] * 4.6 + conv["acs_per_sample"] * 0.9
         conv["efficiency_factor"] = ann_ops / conv_ops if conv_ops else unavailable("no operations")
         result["converted"] = conv
         result["converted_event"] = measure_event_driven(converted, f"converted event-driven (T={T_max})", T_max,
-                                                         data, device, p, sample)
+                                                         data, device, p, sample, repeats)
     else:
         result["converted"] = result["converted_event"] = unavailable("conversion off for this preset")
 
