@@ -26,6 +26,8 @@ def linear(i, o):
     ("cassetta2023-mlp-m", linear(784, 512) + linear(512, 256) + linear(256, 64) + linear(64, 10)),
     ("cassetta2023-mlp-l", linear(784, 2000) + linear(2000, 500) + linear(500, 64) + linear(64, 16) + linear(16, 10)),
     ("reddi-mlp", linear(784, 1000) + linear(1000, 10)),
+    ("daniels-mlp", linear(784, 128) + linear(128, 10)),  # 0.388 MiB: the paper's 0.39 MB MNIST ANN
+    ("daniels-snn", linear(784, 1000) + linear(1000, 10)),  # 3.03 MiB: its 3.04 MB SNN
 ])
 def test_mlp_presets_have_their_documented_sizes(name, expected):
     p = PRESETS[name]

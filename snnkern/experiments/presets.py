@@ -139,6 +139,24 @@ _VIT_FILLED = ("small ViT from scratch: patch 4 (2 on 8x8 images), dim 64, depth
 _VIT_SNN_READING = ("ViT-SNN reading of the paper: LIF (beta 0.9, ATan) in place of every MLP GELU, the second MLP "
                     "Linear fed binary spikes; softmax attention, LayerNorm, residuals and head real-valued at every "
                     "step; the image repeated over the T steps (direct coding), logits summed over T; CE at every step")
+# Daniels & Becher's feedforward ANN and SNN: the paper publishes their sizes, not their layers. The MNIST
+# ANN's 0.39 MB is 784-128-10 exactly (101,770 fp32 parameters = 0.388 MiB) and the SNN's 3.04 MB is
+# 784-1000-10 (795,010 = 3.03 MiB, the snnTorch tutorial network); the Fashion-MNIST (1.04 MB) and CIFAR-10
+# (90.83 MB) ANNs are larger and unspecified, so their figures stand beside the MNIST-sized network.
+DANIELS_MLP_PAPER = tuple(
+    fig for data, table, acc, secs, size in (("mnist", "Table 1", 0.975, 137.82, 0.39),
+                                             ("fashion-mnist", "Table 2", 0.8925, 294.02, 1.04),
+                                             ("cifar10", "Table 3", 0.5768, 921.66, 90.83))
+    for fig in (PaperFigure("ann", "accuracy", acc, table, dataset=data),
+                PaperFigure("ann", "train_seconds", secs, table, dataset=data),
+                PaperFigure("ann", "model_size_mb", size, table, "ANN (this preset: 784-128-10)", dataset=data)))
+DANIELS_SNN_PAPER = tuple(
+    fig for data, table, acc, secs in (("mnist", "Table 1", 0.9422, 67.88), ("fashion-mnist", "Table 2", 0.862, 835.68))
+    for fig in (PaperFigure("snn", "accuracy", acc, table, dataset=data),
+                PaperFigure("snn", "train_seconds", secs, table, dataset=data),
+                PaperFigure("snn", "model_size_mb", 3.04, table, "SNN 784-1000-10", dataset=data)))
+_DANIELS_FF_FILLED = ("layers from the published sizes (MNIST ANN 0.39 MB = 784-128-10; SNN 3.04 MB = 784-1000-10)",
+                      "Adam 1e-3", "batch size 128", "10 epochs")
 NIEDERLECHNER = "Niederlechner 2019, ANN-to-SNN conversion of Keras CNNs (001_models_summary.txt)"
 # The eight Keras models, layer by layer as their summaries print them (3x3 convs; "same" then "valid")
 NIEDERLECHNER_LAYERS = {
@@ -205,6 +223,15 @@ PRESETS = {p.name: p for p in [
            extra={"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 2},
            filled=_VIT_FILLED + (_VIT_SNN_READING, "T=8 steps"),
            paper=DANIELS_VIT_SNN_PAPER, paper_setup=_DANIELS_SETUP),
+    Preset("daniels-mlp", DANIELS, "mlp", dataset="mnist", hidden=(128,), train_snn=False, convert=True, lr=1e-3,
+           epochs=10, filled=_DANIELS_FF_FILLED + ("the ANN converted at 99.9% for comparison",),
+           paper=DANIELS_MLP_PAPER, paper_setup=_DANIELS_SETUP),
+    Preset("daniels-snn", DANIELS, "mlp", dataset="mnist", hidden=(1000,), beta=0.95, surrogate="atan",
+           loss="ce_rate", encoding="rate", T=25, lr=1e-3, epochs=10,
+           filled=_DANIELS_FF_FILLED + ("snnTorch Leaky beta=0.95, T=25, rate coding (the snnTorch tutorial settings; "
+                                        "the paper tuned beta and T without stating them)",
+                                        "its ANN twin of the same layers beside it"),
+           paper=DANIELS_SNN_PAPER, paper_setup=_DANIELS_SETUP),
     Preset("reddi-mlp", "Reddi et al., snnTorch tutorial-style MNIST comparison", "mlp", hidden=(1000,), beta=0.95,
            T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128")),
     *_niederlechner_presets(),
