@@ -61,6 +61,8 @@ class SNNClassifier(nn.Module):
         self.snn, self.T, self.encoding = snn, T, encoding
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.encoding == "events":  # event frames [B, T_data, ...] are time-major already: their first T steps
+            return x[:, :self.T].transpose(0, 1)
         x_seq = x.unsqueeze(0).expand(self.T, *x.shape)
         if self.encoding == "rate":  # Poisson spikes; straight-through so attacks can take gradients
             x_seq = x_seq + (torch.bernoulli(x_seq.clamp(0, 1).detach()) - x_seq).detach()
