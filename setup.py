@@ -101,6 +101,7 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 # the versions the tests run against (their semantics are what swap reproduces bit for bit)
 PEERS = ["snntorch==1.0.0", "spikingjelly==2.0.0"]
 NIR = ["nir==1.0.8", "nirtorch==2.6"]  # the versions the snnTorch NIR round-trip tests ran against
+EVENTS = ["tonic>=1.4"]  # N-MNIST (Luo 2024 experiment 3): tonic's reader, denoising and framing
 setup(
     name="snnkern",
     version="0.1.0",
@@ -115,9 +116,10 @@ setup(
     extras_require={
         "peers": PEERS,
         "nir": NIR,
+        "events": EVENTS,
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "scikit-learn", "mlxtend", "matplotlib",
                  "nvidia-ml-py", "torchvision"]
-        + PEERS + NIR,
+        + PEERS + NIR + EVENTS,
         "study": ["scikit-learn", "mlxtend", "matplotlib", "nvidia-ml-py", "torchvision"],
         "bench": ["pytest>=7", "pytest-benchmark>=4", "nvidia-ml-py", "matplotlib"] + PEERS,
     },

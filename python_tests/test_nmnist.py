@@ -101,3 +101,16 @@ def test_exp3_nmnist_preset_feeds_frames_as_time_steps():
     assert snn(x).shape == (3, 10) and ann(x).shape == (3, 10)
     with pytest.raises(ValueError, match="event frames"):
         build_model(p, (1, 28, 28), 10, spiking=False)
+
+
+def test_event_presets_refuse_what_needs_images_before_training(tmp_path, capsys):
+    """--robustness perturbs images and `snnkern train` batches tensors: both refuse an event preset in one
+    line, before any training (not with a traceback after it)."""
+    from snnkern.cli import main
+
+    assert main(["compare", "--preset", "luo2024-exp3-nmnist", "--robustness", "--smoke", "--quiet",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", "--preset", "luo2024-exp3-nmnist", "--steps", "1", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "reads event frames" in err and "snnkern compare" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "report.md").exists()

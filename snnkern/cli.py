@@ -88,6 +88,10 @@ def cmd_compare(args) -> int:
         print(f"snnkern compare: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
         return 2
     preset = PRESETS[args.preset]
+    if args.robustness and preset.encoding == "events":  # refused before any training, not after
+        print(f"snnkern compare: --robustness perturbs images; preset {preset.name!r} reads event frames",
+              file=sys.stderr)
+        return 2
     problem = _check_out_dir(args.out)
     if problem:
         print(f"snnkern compare: {problem}", file=sys.stderr)
@@ -236,7 +240,7 @@ def main(argv=None) -> int:
     cmp_.add_argument("--preset", default="luo2024-mlp", help="see `snnkern presets` (default luo2024-mlp)")
     cmp_.add_argument("--dataset", default=None,
                       help="mnist-5k (5,000 real MNIST digits, offline), digits (8x8, offline), mnist, fashion-mnist, "
-                           "cifar10, flowers102")
+                           "cifar10, flowers102, nmnist (tonic), mnist-32")
     cmp_.add_argument("--data-dir", default=None, help="where torchvision datasets are (or go with --download)")
     cmp_.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     cmp_.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")

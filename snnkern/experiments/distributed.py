@@ -134,6 +134,9 @@ def train_snn(p: Preset, data: Splits, *, steps: int | None = None, batch_size: 
         raise ValueError(f"batch_size {global_batch} must be a multiple of the number of processes ({world})")
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
+    if p.encoding == "events":  # frames rendered per batch (data.EventFrames): not a TensorDataset
+        raise ValueError(f"preset {p.name!r} reads event frames, which snnkern train does not take yet; "
+                         "run it with snnkern compare")
 
     torch.manual_seed(seed)  # every process builds the same initial weights (DDP broadcasts rank 0's anyway)
     snn = build_snn(p, data.input_shape, data.classes, learn_beta=learn_beta, learn_threshold=learn_threshold,
