@@ -23,10 +23,19 @@ METRICS = {
     "acs_per_sample": ("ACs per sample", lambda m: m.get("acs_per_sample")),
     "estimated_j_per_sample": ("estimated energy, J/sample", lambda m: m.get("estimated_j_per_sample")),
     "measured_j_per_sample": ("measured energy, J/sample", lambda m: m.get("measured_j_per_sample")),
+    "macs_millions": ("ANN MACs per sample, millions", lambda m: _scaled(m.get("macs_per_sample"), 1e-6)),
+    "so_cost_millions": ("synaptic-operation cost to the error threshold, millions",
+                         lambda m: _scaled(m.get("so_cost_to_error_threshold"), 1e-6)),
+    "efficiency_factor_14x": ("efficiency factor (ANN MAC cost / SNN SO cost, MAC = 14 SO)",
+                              lambda m: m.get("efficiency_factor_14x")),
 }
 # the converted SNN's accuracy at a given T (its accuracy_vs_T curve): accuracy_T20, accuracy_T40, ...
 for _t in (5, 10, 20, 25, 40, 50, 100, 200):
     METRICS[f"accuracy_T{_t}"] = (f"test accuracy at T={_t}", lambda m, t=_t: _at_T(m.get("accuracy_vs_T"), t))
+
+
+def _scaled(value, factor):
+    return value * factor if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _at_T(curve, t):

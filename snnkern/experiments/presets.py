@@ -202,12 +202,40 @@ NIEDERLECHNER_PARAMS = {("small", "mnist"): 347146, ("medium", "mnist"): 356394,
                         ("large", "cifar10"): 1250858, ("deep", "cifar10"): 1411242}
 
 
+# Table 2: CNN accuracy, MFlops, converted SNN accuracy, SO cost to the error threshold (millions, a
+# range), and the Factor (Total-Costs / SO-Costs)
+NIEDERLECHNER_TABLE2 = {
+    ("small", "mnist"): (0.9875, 0.80, 0.9880, (0.1, 0.15), 46.38),
+    ("medium", "mnist"): (0.9899, 1.10, 0.9900, (2.5, 3), 3.05),
+    ("large", "mnist"): (0.9937, 0.43, 0.9867, (7.5, 8), 0.42),
+    ("deep", "mnist"): (0.9940, 0.49, 0.9833, (15, 18), 0.22),
+    ("small", "cifar10"): (0.6975, 7.43, 0.5950, (3, 8), 11.14),
+    ("medium", "cifar10"): (0.7463, 8.47, 0.6600, (100, 120), 0.58),
+    ("large", "cifar10"): (0.7527, 3.27, 0.4933, (60, 70), 0.38),
+    ("deep", "cifar10"): (0.6577, 3.49, 0.5150, (120, 150), 0.19),
+}
+_NIEDERLECHNER_SETUP = ("Keras + snntoolbox/INIsim, 99.9% normalisation; SNN tested on 300-500 MNIST / 150-200 "
+                        "CIFAR-10 images over 100-150 steps; SOs accumulated to the first step at the error threshold")
+
+
+def _niederlechner_figures(size: str, dataset: str) -> tuple:
+    ann_acc, mflops, snn_acc, (so_lo, so_hi), factor = NIEDERLECHNER_TABLE2[(size, dataset)]
+    return (PaperFigure("ann", "accuracy", ann_acc, "Table 2"),
+            PaperFigure("ann", "macs_millions", mflops / 2, "Table 2", "half of the MFlops column are MACs"),
+            PaperFigure("converted", "accuracy", snn_acc, "Table 2"),
+            PaperFigure("converted", "so_cost_millions", (so_lo + so_hi) / 2, "Table 2",
+                        f"middle of the {so_lo:g}-{so_hi:g} M range"),
+            PaperFigure("converted", "efficiency_factor_14x", factor, "Table 2", "Total-Costs / SO-Costs"))
+
+
 def _niederlechner_presets():
     for size, by_data in NIEDERLECHNER_LAYERS.items():
         for dataset, layers in by_data.items():
             yield Preset(f"niederlechner2019-{size}-{dataset}", NIEDERLECHNER, "cnn", dataset=dataset, layers=layers,
                          train_snn=False, convert=True, epochs=10, T_list=(4, 8, 16, 32, 64),
-                         filled=("dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3"))
+                         filled=("dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3",
+                                 "error threshold: accuracy within 0.5 points of T=64's"),
+                         paper=_niederlechner_figures(size, dataset), paper_setup=_NIEDERLECHNER_SETUP)
 
 
 PRESETS = {p.name: p for p in [

@@ -155,6 +155,12 @@ def render_markdown(result: dict, plots: dict) -> str:
                   f"Efficiency factor (ANN MAC energy / converted SNN SyOP energy, estimate): "
                   f"{_cell(result['converted']['efficiency_factor'], '.3g')}" + _factor_meaning(
                       result["converted"]["efficiency_factor"])]
+        conv = result["converted"]
+        if "so_cost_to_error_threshold" in conv:  # Niederlechner 2019's measure
+            lines += [f"Synaptic-operation cost to the error threshold (accuracy within 0.5 points of the largest "
+                      f"T's; a MAC = 14 SOs): {conv['so_cost_to_error_threshold']:.4g} per sample at "
+                      f"T={conv['T_at_error_threshold']}; efficiency factor with that paper's costs: "
+                      f"{_cell(conv['efficiency_factor_14x'], '.3g')}"]
     if "robustness" in result:
         for kind in ("gaussian_noise", "fgsm"):
             lines += ["", f"Robustness, {kind} (level: accuracy):"]

@@ -220,6 +220,29 @@ def robustness(model: nn.Module, data: Splits, device, batch_size: int, seed: in
     return {"gaussian_noise": noise, "fgsm": fgsm}
 
 
+ERROR_THRESHOLD_POINTS = 0.5  # "converged": within half a point of the accuracy at the largest T
+MAC_PER_SO_COST = 14  # Niederlechner 2019 (after Rueckauer et al.): a MAC costs 14 synaptic operations
+
+
+def operations_to_error_threshold(converted: nn.Module, accuracy_vs_T: dict, sample: torch.Tensor,
+                                  ann_macs: float) -> dict:
+    """Niederlechner's measure: the synaptic operations a converted SNN spends per sample up to the first
+    T at which its error reaches its threshold (here: accuracy within ERROR_THRESHOLD_POINTS of the
+    accuracy at the largest T run), counted at each T of the curve, and the efficiency factor as that
+    paper computes it, ANN MAC cost / SNN synaptic-operation cost with a MAC worth 14 SOs (the
+    converted SNN's own MACs, on its analog input, at 14 too; the paper's ANN total also counts its
+    non-MAC flops, so its factors run a little higher)."""
+    ts = sorted(accuracy_vs_T)
+    final = accuracy_vs_T[ts[-1]]
+    T = next(t for t in ts if accuracy_vs_T[t] >= final - ERROR_THRESHOLD_POINTS / 100)
+    sops = {}
+    for t in ts:
+        counts = count_ops(converted, sample, forward_kwargs={"T": t})
+        sops[t] = counts.per_sample("acs") + MAC_PER_SO_COST * counts.per_sample("macs")
+    return {"so_cost_vs_T": sops, "T_at_error_threshold": T, "so_cost_to_error_threshold": sops[T],
+            "efficiency_factor_14x": MAC_PER_SO_COST * ann_macs / sops[T] if sops[T] else unavailable("no operations")}
+
+
 def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness: bool = False,
               progress: bool = True, threads: int | None = None, download: bool = False,
               repeats: int = TIMING_REPEATS, count_batches: int = COUNT_BATCHES) -> dict:
@@ -263,6 +286,7 @@ def run_study(p: Preset, data: Splits, device: torch.device, *, with_robustness:
         ann_ops = result["ann"]["macs_per_sample"] * 4.6
         conv_ops = conv["macs_per_sample"] * 4.6 + conv["acs_per_sample"] * 0.9
         conv["efficiency_factor"] = ann_ops / conv_ops if conv_ops else unavailable("no operations")
+        conv.update(operations_to_error_threshold(converted, acc, sample[0], result["ann"]["macs_per_sample"]))
         result["converted"] = conv
         result["converted_event"] = measure_event_driven(converted, f"converted event-driven (T={T_max})", T_max,
                                                          data, device, p, sample, repeats)
