@@ -311,7 +311,7 @@ def test_auto_algorithm_follows_the_table(monkeypatch, tf32):
     path at and above it; fp32 weights read torch's TF32 switch."""
     import snnkern.functional_spikes as FS
 
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
+    monkeypatch.setattr(FS, "tf32_allowed", lambda kind: tf32)  # not torch's global flags: see the test below
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
         precision = FS.auto_precision(dtype)
         assert precision == ("16bit" if dtype != torch.float32 else "fp32_tf32" if tf32 else "fp32")
@@ -322,6 +322,37 @@ def test_auto_algorithm_follows_the_table(monkeypatch, tf32):
     # the table drives the choice: a changed row changes what auto runs
     monkeypatch.setitem(FS.AUTO_RULES, "16bit", (0.2, "tiles"))
     assert FS.auto_algorithm(0.1, torch.float16) == "gather" and FS.auto_algorithm(0.3, torch.float16) == "tiles"
+
+
+def test_tf32_switch_is_read_without_the_mixed_api_error():
+    """torch >= 2.9 raises on reading ``allow_tf32`` once a program has set both the legacy flag and the new
+    ``fp32_precision``; auto read the legacy flag and crashed (found when an earlier test in the same process
+    had mixed them). The switch is read through the new API. Run in a fresh process: a mixed state cannot
+    be undone and would leak into the tests after this one."""
+    import subprocess
+    import sys
+
+    if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        pytest.skip("torch without the fp32_precision API")
+    script = """if True:
+        import torch
+        import snnkern.functional_spikes as FS
+        matmul = torch.backends.cuda.matmul
+        matmul.fp32_precision = "tf32"
+        assert FS.tf32_allowed("matmul") and FS.auto_precision(torch.float32) == "fp32_tf32"
+        matmul.allow_tf32 = False  # the legacy API on top: a mixed program
+        assert not FS.tf32_allowed("matmul") and FS.auto_precision(torch.float32) == "fp32"
+        matmul.fp32_precision = "tf32"
+        try:
+            matmul.allow_tf32
+        except RuntimeError:
+            pass  # torch refuses the legacy read here; auto must not
+        assert FS.auto_algorithm(0.5, torch.float32) == FS.AUTO_RULES["fp32_tf32"][1]
+        assert isinstance(FS.tf32_allowed("conv"), bool)
+        print("ok")
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_auto_rule_table_is_the_byte_model():

@@ -60,16 +60,31 @@ def conv_gather_below(weight_dtype: torch.dtype) -> float:
     if weight_dtype != torch.float32:
         precision = "16bit"
     else:
-        precision = "fp32_tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+        precision = "fp32_tf32" if tf32_allowed("conv") else "fp32"
     dense = FLOPS[precision]["dense"]
     return round(2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * dense), 4)
 
 
+def tf32_allowed(kind: str) -> bool:
+    """Whether torch lets fp32 ``"matmul"`` (cuBLAS) or ``"conv"`` (cuDNN) run in TF32: a host flag, no sync.
+    Read through the per-backend ``fp32_precision`` (torch >= 2.9), which resolves the global setting;
+    the legacy ``allow_tf32`` raises a RuntimeError once a program has used both APIs, so it is only the
+    fallback for older torch."""
+    backend = torch.backends.cuda.matmul if kind == "matmul" else torch.backends.cudnn
+    precision = getattr(backend.conv if kind == "conv" else backend, "fp32_precision", None)
+    if precision in ("tf32", "ieee"):
+        return precision == "tf32"
+    try:  # "none" (defer to the legacy flag) or a torch without the new API
+        return bool(backend.allow_tf32)
+    except RuntimeError:  # both APIs used: torch itself will not say; assume exact fp32
+        return False
+
+
 def auto_precision(weight_dtype: torch.dtype) -> str:
-    """The AUTO_RULES row for a weight dtype (fp32 reads torch's TF32 switch: a host flag, no sync)."""
+    """The AUTO_RULES row for a weight dtype (fp32 reads torch's TF32 switch for matmuls)."""
     if weight_dtype != torch.float32:
         return "16bit"
-    return "fp32_tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+    return "fp32_tf32" if tf32_allowed("matmul") else "fp32"
 
 
 def auto_algorithm(rate: float, weight_dtype: torch.dtype) -> str:
