@@ -41,14 +41,24 @@ def test_spike_linear(benchmark, meta, impl, sparsity):
         fn = lambda: torch.sparse.mm(sc, w.t())  # noqa: E731
     else:
         sd = s.to(w.dtype)
-        prev = torch.backends.cuda.matmul.allow_tf32
+        matmul = torch.backends.cuda.matmul
+        # the new API where torch has it: mixing it with the legacy allow_tf32 makes torch raise on reads
+        new_api = hasattr(matmul, "fp32_precision")
+        prev = matmul.fp32_precision if new_api else matmul.allow_tf32
+        tf32 = kind == "dense" and dtype == "tf32"
 
         def fn():
-            torch.backends.cuda.matmul.allow_tf32 = kind == "dense" and dtype == "tf32"
+            if new_api:
+                matmul.fp32_precision = "tf32" if tf32 else "ieee"
+            else:
+                matmul.allow_tf32 = tf32
             try:
                 sd @ w.t()
             finally:
-                torch.backends.cuda.matmul.allow_tf32 = prev
+                if new_api:
+                    matmul.fp32_precision = prev
+                else:
+                    matmul.allow_tf32 = prev
     benchmark.group = f"spike_linear M={M} K={K} N={N} sparsity={sparsity:.1%}"
     record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype, baseline=impl == "dense_fp16")
     if kind in ("tiles", "auto"):
