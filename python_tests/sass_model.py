@@ -58,7 +58,8 @@ def loop_body(instrs):
 
 
 def _is_load(op):
-    return op.startswith("LDG")
+    # LDGDEPBAR (a cp.async group barrier, no register operand) is not a load
+    return op.startswith("LDG") and not op.startswith("LDGDEPBAR")
 
 
 def _is_store(op):

@@ -109,6 +109,10 @@ def test_sass_model_tells_the_two_schedules_apart():
     assert new["bytes_in_flight_per_thread"] == 2 * old["bytes_in_flight_per_thread"] == 8
     assert sass_model.warps_per_sm(80, 4) == 24 and sass_model.warps_per_sm(32, 4) == 64
     assert sass_model.access_bytes("LDG.E.128") == 16 and sass_model.access_bytes("LDG.E.U16") == 2
+    # a cp.async kernel's LDGDEPBAR has no register operand: not a load (counting it raised IndexError)
+    with_barrier = HOISTED.replace("        /*0160*/                   BRA 0x100 ;",
+                                   "        /*0158*/                   LDGDEPBAR ;\n        /*0160*/                   BRA 0x100 ;")
+    assert sass_model.analyze(with_barrier, 80, 4)["loop_loads"] == new["loop_loads"]
 
 
 # ---- spike_linear's gather ----------------------------------------------------------------------------
