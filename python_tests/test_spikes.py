@@ -728,3 +728,22 @@ def test_gather_exact_across_blocks_steps_and_output_tiles(dtype, packed):
     y = spike_linear(x, w, b, algorithm="gather", backend="triton")
     expected = (s.double() @ w.double().t() + b.double()).to(dtype)
     assert y.dtype == dtype and torch.equal(y, expected)
+
+
+def test_gather_transposes_a_layers_weight_once_per_version():
+    """The gather reads W.T: a layer's weight keeps its transposed copy until the weight changes (an
+    optimizer step, `.data =`), instead of transposing it on every call; a plain tensor is not cached."""
+    from snnkern.ops.spike_linear import transposed_weight
+
+    w = nn.Parameter(torch.randn(5, 7))
+    first = transposed_weight(w)
+    assert torch.equal(first, w.t()) and transposed_weight(w) is first
+    with torch.no_grad():
+        w.add_(1.0)  # a new version
+    assert torch.equal(transposed_weight(w), w.t()) and transposed_weight(w) is not first
+    w.data = torch.randn(5, 7)  # same version, other storage
+    assert torch.equal(transposed_weight(w), w.t())
+    view = w.reshape(5, 7, 1)[..., 0]  # a per-call view of a parameter: cached on the parameter
+    assert transposed_weight(view) is transposed_weight(w.reshape(5, 7, 1)[..., 0])
+    plain = torch.randn(5, 7)
+    assert transposed_weight(plain) is not transposed_weight(plain)
