@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ._triton import HAS_TRITON, tl, triton
 from .spike_pack import active_inputs_forward, packed_words, transpose_packed_forward, unpack_forward
@@ -256,12 +257,17 @@ def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
     if not isinstance(holder, torch.nn.Parameter) or torch.compiler.is_compiling():
         return weight.t().contiguous()
     key = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
-    cached = getattr(holder, "_snnkern_weight_t", None)
+    cached = _WEIGHT_T.get(holder)
     if cached is None or cached[0] != key:
         with torch.no_grad():
             cached = (key, weight.detach().t().contiguous())
-        holder._snnkern_weight_t = cached
+        _WEIGHT_T[holder] = cached
     return cached[1]
+
+
+# parameter -> (key, W.T): held beside the parameter, not on it (a pickled module would carry the copy),
+# and dropped with it
+_WEIGHT_T = WeakIdKeyDictionary()
 
 
 def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
