@@ -308,3 +308,34 @@ def test_operations_to_the_error_threshold(tmp_path):
     assert rows[("converted", "efficiency_factor_14x")]["value"] == 46.38
     assert rows[("converted", "so_cost_millions")]["run"] == report["converted"]["so_cost_to_error_threshold"] / 1e6
     assert "Synaptic-operation cost to the error threshold" in (tmp_path / "report.md").read_text()
+
+
+def test_every_preset_carries_paper_figures():
+    """Issue #18: each preset sets the published numbers beside its run. Exempt: niederlechner2019-cnn, a generic
+    two-bundle CNN that is none of the eight networks of Niederlechner's Table 2 (those have their own presets)."""
+    exempt = {"niederlechner2019-cnn"}
+    assert sorted(n for n, p in PRESETS.items() if not p.paper and n not in exempt) == []
+    assert all(PRESETS[n].paper_setup for n in PRESETS if n not in exempt)
+
+
+def test_cassetta_and_reddi_paper_figures_match_the_tables():
+    from snnkern.experiments.paper import PaperFigure
+
+    def fig(preset, model, metric):
+        (f,) = [f for f in PRESETS[preset].paper if (f.model, f.metric) == (model, metric)]
+        return f
+
+    s = PRESETS["cassetta2023-mlp-s"].paper
+    assert PaperFigure("ann", "accuracy", 0.9806, "Table 3", "98.06% -> fraction; best MNIST ANN = S") in s
+    assert fig("cassetta2023-mlp-s", "snn", "best_val_accuracy").value == 0.966  # Table 1, S, T=20
+    assert fig("cassetta2023-mlp-m", "ann", "train_seconds").value == 210.87  # Table 1, M
+    assert fig("cassetta2023-mlp-l", "snn", "acs_per_sample").value == 5.1e4  # Table 6, D_SNN_20
+    e = fig("cassetta2023-mlp-s", "ann", "estimated_j_per_sample")  # Table 6, S_ANN: 9.0453e-13 kWh
+    assert abs(e.value - 9.0453e-13 * 3.6e6) < 1e-18 and "3.6e6" in e.note and e.where == "Table 6, S_ANN"
+    # the CIFAR test table's converted accuracy at each T of the preset's T_list
+    m = PRESETS["cassetta2023-cnn-m"]
+    assert {int(f.metric[len("accuracy_T"):]): f.value for f in m.paper if f.metric.startswith("accuracy_T")} == \
+        {5: 0.208, 20: 0.706, 50: 0.734} and set(m.T_list) == {5, 20, 50}
+    assert fig("cassetta2023-cnn-s", "ann", "best_val_accuracy").value == 0.732  # Table 2, S
+    assert fig("reddi-mlp", "snn", "accuracy") == PaperFigure("snn", "accuracy", 0.80, "Table 1", "80% -> fraction")
+    assert fig("reddi-mlp", "ann", "accuracy").value == 0.90

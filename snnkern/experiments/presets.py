@@ -144,6 +144,109 @@ _CASSETTA_FLOWERS_FILLED = (
     "last section trained with the head: VGG19 block 5 (features[28:]), MobileNetV2 stride-32 stage (features[14:])",
     "train+val (2,040) as training data, 20% of it held out for validation; test split 6,149",
     "conversion: 99.9% percentile thresholds, direct coding, spiking max-pool")
+# Cassetta et al. 2023, MNIST MLPs and CIFAR-10 CNNs: Table 1 / Table 2 (validation accuracy and training time of
+# each net; the SNNs trained at T = 5, 20 and 50 each), Table 3 and the CIFAR test-accuracy table printed under it
+# (test accuracy of the best model per dataset), Table 6 / Table 7 (operations and kWh per net).
+_CASSETTA_MNIST_SETUP = ("full MNIST (split of the validation set not stated), Adam 1e-3, batch 128, 30 epochs; "
+                         "SpikingJelly SNNs trained at T=5, 20 and 50; NVIDIA Tesla T4 (Colab); energy estimated "
+                         "with 12 nm Turing costs (1.6 pJ/MAC, 0.58 pJ/AC)")
+_CASSETTA_CIFAR_SETUP = ("full CIFAR-10 (split of the validation set not stated), 3x3 convs with average pooling, "
+                         "Adam 1e-3, batch 128, 30 epochs; SpikingJelly SNNs trained at T=5, 20 and 50; NVIDIA Tesla "
+                         "T4 (Colab); energy estimated with 12 nm Turing costs (1.6 pJ/MAC, 0.58 pJ/AC)")
+_VAL = "the paper's validation accuracy"
+_TRAIN_S = "training time of the 30 epochs"
+_KWH_SMALL = ("the paper's kWh is 10 x T x (1.6 pJ x MACs + 0.58 pJ x ACs) / 3.6e6 (T=1 for the "
+              "ANN), i.e. 10 x T x its per-sample 12 nm cost; this run estimates at 45 nm")
+_T20 = "SNN trained at T=20, as this preset's"
+
+
+def _cassetta_mlp_figures(size: str) -> tuple:
+    # Table 1: (ANN val acc, ANN time, SNN T=20 val acc, SNN T=20 time); Table 6 (rows S, M, D): (ANN MACs,
+    # ANN kWh, SNN T=20 ACs, SNN T=20 kWh)
+    ann_val, ann_s, snn_val, snn_s = {"s": (0.98, 202.9, 0.966, 295.76), "m": (0.979, 210.87, 0.971, 327.04),
+                                      "l": (0.285, 269.2, 0.885, 359.65)}[size]
+    row, macs, ann_kwh, acs, snn_kwh = {"s": ("S", 2e5, 9.0453e-13, 5.3e3, 1.7151e-13),
+                                        "m": ("M", 5.5e5, 2.4459e-12, 1.6e4, 5.4271e-13),
+                                        "l": ("D", 6.9e6, 3.0747e-11, 5.1e4, 1.6691e-12)}[size]
+    t6 = f"Table 6, {row}_ANN"
+    t6s = f"Table 6, {row}_SNN_20"
+    row_note = ("" if size != "l" else "rows D_* taken as the L net (the paper's figures name the MNIST nets S, M, "
+                "D); 6.9e6 MACs do not fit the 784-2000-500-64-16-10 of its layer table (2.60e6); ")
+    figs = (
+        PaperFigure("ann", "best_val_accuracy", ann_val, "Table 1", _VAL),
+        PaperFigure("ann", "train_seconds", ann_s, "Table 1", _TRAIN_S),
+        PaperFigure("snn", "best_val_accuracy", snn_val, "Table 1, T=20", _VAL + "; " + _T20),
+        PaperFigure("snn", "train_seconds", snn_s, "Table 1, T=20", _TRAIN_S + "; " + _T20),
+        PaperFigure("ann", "macs_per_sample", macs, t6, row_note.rstrip("; ")),
+        PaperFigure("ann", "estimated_j_per_sample", ann_kwh * 3.6e6, t6,
+                    f"{row_note}{ann_kwh:g} kWh x 3.6e6 = {ann_kwh * 3.6e6:.4g} J; " + _KWH_SMALL),
+        PaperFigure("snn", "acs_per_sample", acs, t6s, row_note + "T=20, all steps (the column grows with T)"),
+        PaperFigure("snn", "estimated_j_per_sample", snn_kwh * 3.6e6, t6s,
+                    f"{row_note}{snn_kwh:g} kWh x 3.6e6 = {snn_kwh * 3.6e6:.4g} J; " + _KWH_SMALL),
+    )
+    if size == "s":  # Table 3: the best models are the ANN Small and the SNN Small at T=20 (Section 4.1.1)
+        figs += (PaperFigure("ann", "accuracy", 0.9806, "Table 3", "98.06% -> fraction; best MNIST ANN = S"),
+                 PaperFigure("snn", "accuracy", 0.9735, "Table 3", "97.35% -> fraction; best MNIST SNN = S, T=20"),
+                 PaperFigure("converted", "accuracy", 0.9801, "Table 3",
+                             "98.01% -> fraction; ANN2SNN of the best ANN (S), T not stated; this run's is at its "
+                             "largest T"))
+    return figs
+
+
+def _cassetta_cnn_figures(size: str) -> tuple:
+    # Table 2: ANN (val acc, time), SNN at T=5 (val acc, time): T=5 is the paper's nearest to this preset's T=8.
+    # Table 7 names its two CIFAR nets M and D (the MNIST naming S, M, D shifted): taken in order as S and M;
+    # their MACs (8.7e6, 9e7) fit 3x3 convs pooled after every second conv (S: 9.0e6, M: 9.4e7) rather than
+    # this preset's pool after every conv (2.1e6, 6.3e6).
+    ann_val, ann_s, snn_val, snn_s = {"s": (0.732, 492.02, 0.6802, 603.87), "m": (0.784, 541.68, 0.098, 692.43)}[size]
+    row, macs, ann_kwh, acs, snn_kwh = {"s": ("M", 8.7e6, 3.9011e-11, 2.6e5, 2.1555e-12),
+                                        "m": ("D", 9e7, 4.0333e-10, 7.1e5, 5.7953e-12)}[size]
+    t5 = "the paper's SNN at T=5 (its nearest to this preset's T=8)"
+    rows = f"Table 7 row {row}_* taken as the {size.upper()} net (its rows are named M, D)"
+    figs = (
+        PaperFigure("ann", "best_val_accuracy", ann_val, "Table 2", _VAL),
+        PaperFigure("ann", "train_seconds", ann_s, "Table 2", _TRAIN_S),
+        PaperFigure("snn", "best_val_accuracy", snn_val, "Table 2, T=5", _VAL + "; " + t5),
+        PaperFigure("snn", "train_seconds", snn_s, "Table 2, T=5", _TRAIN_S + "; " + t5),
+        PaperFigure("ann", "macs_per_sample", macs, f"Table 7, {row}_CNN", rows),
+        PaperFigure("ann", "estimated_j_per_sample", ann_kwh * 3.6e6, f"Table 7, {row}_CNN",
+                    f"{rows}; {ann_kwh:g} kWh x 3.6e6 = {ann_kwh * 3.6e6:.4g} J; " + _KWH_SMALL),
+        PaperFigure("snn", "acs_per_sample", acs, f"Table 7, {row}_SNN_5", f"{rows}; {t5}, all steps"),
+        PaperFigure("snn", "estimated_j_per_sample", snn_kwh * 3.6e6, f"Table 7, {row}_SNN_5",
+                    f"{rows}; {t5}; {snn_kwh:g} kWh x 3.6e6 = {snn_kwh * 3.6e6:.4g} J; " + _KWH_SMALL),
+    )
+    # the CIFAR test-accuracy table under Table 3 gives the best models' test accuracy without naming them: by
+    # Table 2's validation accuracy the best ANN (and so the one converted) is M (0.784 vs 0.732), the best SNN S
+    # at T=5 (0.6802)
+    where = "CIFAR test accuracy (under Table 3)"
+    if size == "m":
+        figs += (PaperFigure("ann", "accuracy", 0.7405, where, "74.05% -> fraction; best ANN by Table 2 = M"),
+                 *(PaperFigure("converted", f"accuracy_T{t}", acc, where,
+                               f"{acc * 100:g}% -> fraction; ANN2SNN of the best ANN (M)")
+                   for t, acc in ((5, 0.208), (20, 0.706), (50, 0.734))))
+    else:
+        figs += (PaperFigure("snn", "accuracy", 0.6508, where, "65.08% -> fraction; best SNN by Table 2 = S, T=5 "
+                                                                "(this preset's SNN runs T=8)"),)
+    return figs
+
+
+CASSETTA_MLP_PAPER = {size: _cassetta_mlp_figures(size) for size in ("s", "m", "l")}
+CASSETTA_CNN_PAPER = {size: _cassetta_cnn_figures(size) for size in ("s", "m")}
+# Reddi, 'Resource Consumption between Convolutional, Artificial and Spiking Neural networks' (seed 003):
+# Table 1 (= Table 2's accuracy column) and Section 6's run lengths. The SNN is this preset's 784-1000-10
+# (snnTorch Leaky, beta 0.95, 25 steps); the paper's ANN is Linear(28, 1000) -> Linear(1000, 1000) on each image
+# row, flattened to Linear(28,000, 10), not this preset's 784-1000-10 twin.
+_REDDI_ANN = "the paper's ANN: 28->1000->1000 per image row, then 28,000->10 (this preset's ANN: 784-1000-10)"
+REDDI_PAPER = (
+    PaperFigure("snn", "accuracy", 0.80, "Table 1", "80% -> fraction"),
+    PaperFigure("ann", "accuracy", 0.90, "Table 1", "90% -> fraction; " + _REDDI_ANN),
+    PaperFigure("snn", "train_seconds", 180.0, "Section 6", "'SNN ran for 3 minutes' x 60 s: the whole profiled "
+                                                             "run, epochs not stated"),
+    PaperFigure("ann", "train_seconds", 120.0, "Section 6", "'ANN ran for 2 minutes' x 60 s: the whole profiled run, "
+                                                            "epochs not stated; " + _REDDI_ANN),
+)
+_REDDI_SETUP = ("MNIST (a Kaggle copy; splits and epochs not stated); snnTorch, 784-1000-10 LIF beta 0.95, 25 steps; "
+                "PyTorch on an NVIDIA GPU (model not stated), profiled with Nsight Compute")
 DANIELS = "Daniels & Becher 2025, 'Comparison of ANN and SNN' (MLP / CNN / SNN / ViT / ViT-SNN)"
 _DANIELS_SETUP = ("full MNIST / Fashion-MNIST / CIFAR-10; ViT: ImageNet-pretrained ViT-B/16 fine-tuned, ViT-SNN: "
                   "pretrained ViT-Tiny with LIF (snnTorch) in place of GELU, 5 epochs; GPU not stated")
@@ -259,17 +362,22 @@ PRESETS = {p.name: p for p in [
                                       "1,000 us without stating a count), the ANN fed the frames summed over T",),
            paper=LUO_EXP3_NMNIST_PAPER, paper_setup=_LUO_EXP3_SETUP),
     Preset("cassetta2023-mlp-s", CASSETTA, "mlp", hidden=(256,), encoding="rate", T=20, T_list=(5, 20, 50),
-           epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+           epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan"),
+           paper=CASSETTA_MLP_PAPER["s"], paper_setup=_CASSETTA_MNIST_SETUP),
     Preset("cassetta2023-mlp-m", CASSETTA, "mlp", hidden=(512, 256, 64), dropout=0.5, encoding="rate", T=20,
-           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan"),
+           paper=CASSETTA_MLP_PAPER["m"], paper_setup=_CASSETTA_MNIST_SETUP),
     Preset("cassetta2023-mlp-l", CASSETTA, "mlp", hidden=(2000, 500, 64, 16), dropout=0.5, encoding="rate", T=20,
-           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan")),
+           T_list=(5, 20, 50), epochs=30, filled=("training T=20 of {5, 20, 50}", "LIF beta=0.9, ATan"),
+           paper=CASSETTA_MLP_PAPER["l"], paper_setup=_CASSETTA_MNIST_SETUP),
     Preset("cassetta2023-cnn-s", CASSETTA, "cnn", dataset="cifar10", conv=(16, 16, 32, 32), pool="avg",
            fc=(1024, 512), encoding="direct", T=8, T_list=(5, 20, 50), epochs=30,
-           filled=("SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
+           filled=("SNN: direct coding, T=8", "LIF beta=0.9, ATan"),
+           paper=CASSETTA_CNN_PAPER["s"], paper_setup=_CASSETTA_CIFAR_SETUP),
     Preset("cassetta2023-cnn-m", CASSETTA, "cnn", dataset="cifar10", conv=(32, 32, 64, 64, 128, 256, 256),
            pool="avg", fc=(512,), encoding="direct", T=8, T_list=(5, 20, 50), epochs=30,
-           filled=("FC 512", "SNN: direct coding, T=8", "LIF beta=0.9, ATan")),
+           filled=("FC 512", "SNN: direct coding, T=8", "LIF beta=0.9, ATan"),
+           paper=CASSETTA_CNN_PAPER["m"], paper_setup=_CASSETTA_CIFAR_SETUP),
     Preset("cassetta2023-vgg19-flowers", CASSETTA, "vgg19", dataset="flowers102", train_snn=False, convert=True,
            lr=1e-4, weight_decay=1e-5, epochs=40, batch_size=8, T_list=(20, 40, 100),
            extra={"weights": "IMAGENET1K_V1", "head": (512, 256), "head_dropout": 0.5},
@@ -299,7 +407,8 @@ PRESETS = {p.name: p for p in [
                                         "its ANN twin of the same layers beside it"),
            paper=DANIELS_SNN_PAPER, paper_setup=_DANIELS_SETUP),
     Preset("reddi-mlp", "Reddi et al., snnTorch tutorial-style MNIST comparison", "mlp", hidden=(1000,), beta=0.95,
-           T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128")),
+           T=25, loss="ce_rate", epochs=10, filled=("CE-rate loss", "10 epochs", "batch size 128"),
+           paper=REDDI_PAPER, paper_setup=_REDDI_SETUP),
     *_niederlechner_presets(),
     Preset("niederlechner2019-cnn", "Niederlechner 2019, conversion of Keras-style CNNs (snntoolbox)", "cnn",
            conv=(32, 32), pool="max", fc=(128,), dropout=0.25, train_snn=False, convert=True, epochs=10,
