@@ -80,7 +80,6 @@ def cmd_presets(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
     from .experiments import PRESETS, run_study, write_report
     from .experiments.report import verdict
 
@@ -111,31 +110,12 @@ def cmd_compare(args) -> int:
         said = {"T": f"T={preset.T}", "batch_size": f"batch size {preset.batch_size}", "epochs": epochs}
         preset = preset.override(filled=tuple(f for f in preset.filled if f not in stale)
                                  + ("set on the command line: " + ", ".join(v for k, v in said.items() if k in given),))
-    dataset = args.dataset or preset.dataset
-    try:
-        data = load_dataset(dataset, data_dir=args.data_dir, download=args.download,
-                            val_fraction=preset.val_fraction, subset=args.subset)
-    except DatasetUnavailable as exc:
-        if args.dataset:  # asked for by name: say how to provide it
-            print(f"snnkern compare: {exc}", file=sys.stderr)
-            return 2
-        data = None
-        for fallback in OFFLINE_FALLBACK.get(dataset, ("digits",)):
-            try:
-                data = load_dataset(fallback, val_fraction=preset.val_fraction, subset=args.subset)
-            except DatasetUnavailable as missing:
-                print(f"note: offline {fallback!r} unavailable too ({missing})")
-                continue
-            print(f"note: preset dataset {dataset!r} unavailable ({exc}); running on the offline {fallback!r} "
-                  f"instead")
-            break
-        if data is None:
-            print(f"snnkern compare: {exc}", file=sys.stderr)
-            return 2
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("snnkern compare: --device cuda but no CUDA device is available", file=sys.stderr)
+    data = _load_data("compare", args, preset)
+    if data is None:
         return 2
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device("compare", args)
+    if device is None:
+        return 2
     print(f"snnkern compare: preset {preset.name} on {data.name} ({data.source}), device {device}")
     # a smoke run proves every stage, not the numbers: fewer timed calls and count batches (a spread still)
     timing = dict(repeats=3, count_batches=2) if args.smoke else {}
@@ -157,7 +137,6 @@ def cmd_compare(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a preset's SNN for --steps steps; with --ddp, one process of a torchrun job (DDP)."""
-    from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
     from .experiments import PRESETS
     from .experiments.distributed import init_distributed, train_snn
 
@@ -165,23 +144,15 @@ def cmd_train(args) -> int:
         print(f"snnkern train: unknown preset {args.preset!r}; see `snnkern presets`", file=sys.stderr)
         return 2
     preset = PRESETS[args.preset].override(T=args.T, lr=args.lr, hidden=tuple(args.hidden) if args.hidden else None)
-    names = [args.dataset] if args.dataset else [preset.dataset, *OFFLINE_FALLBACK.get(preset.dataset, ("digits",))]
-    data = None
-    for name in names:
-        try:
-            data = load_dataset(name, data_dir=args.data_dir, val_fraction=preset.val_fraction, subset=args.subset)
-            break
-        except DatasetUnavailable as exc:
-            problem = exc
+    data = _load_data("train", args, preset)
     if data is None:
-        print(f"snnkern train: {problem}", file=sys.stderr)
         return 2
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("snnkern train: --device cuda but no CUDA device is available", file=sys.stderr)
+    device = _device("train", args)
+    if device is None:
         return 2
     try:
-        device = (init_distributed(args.device) if args.ddp
-                  else torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        if args.ddp:
+            device = init_distributed(args.device)
     except RuntimeError as exc:  # not under torchrun
         print(f"snnkern train: {exc}", file=sys.stderr)
         return 2
@@ -208,6 +179,38 @@ def cmd_train(args) -> int:
 
 # words by which a preset's filled-in defaults name a setting the command line can replace
 FILLED_WORDS = {"T": ("T=",), "T_list": ("T=",), "batch_size": ("batch size",), "epochs": ("epochs",)}
+
+
+def _load_data(prog: str, args, preset):
+    """The dataset named by --dataset (or a one-line error saying how to provide it); without one, the
+    preset's, else its offline fallbacks in turn, the switch said. None after printing the error."""
+    from .data import OFFLINE_FALLBACK, DatasetUnavailable, load_dataset
+
+    dataset = args.dataset or preset.dataset
+    try:
+        return load_dataset(dataset, data_dir=args.data_dir, download=getattr(args, "download", False),
+                            val_fraction=preset.val_fraction, subset=args.subset)
+    except DatasetUnavailable as exc:
+        if not args.dataset:
+            for fallback in OFFLINE_FALLBACK.get(dataset, ("digits",)):
+                try:
+                    data = load_dataset(fallback, val_fraction=preset.val_fraction, subset=args.subset)
+                except DatasetUnavailable as missing:
+                    print(f"note: offline {fallback!r} unavailable too ({missing})")
+                    continue
+                print(f"note: preset dataset {dataset!r} unavailable ({exc}); running on the offline {fallback!r} "
+                      f"instead")
+                return data
+        print(f"snnkern {prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def _device(prog: str, args):
+    """--device, else CUDA when there is one; None after a one-line error when CUDA is asked for and absent."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"snnkern {prog}: --device cuda but no CUDA device is available", file=sys.stderr)
+        return None
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _positive_int(text: str) -> int:

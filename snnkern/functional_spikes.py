@@ -35,10 +35,15 @@ FLOPS = {"16bit": {"dense": 8.3e14, "tiles": 3.3e14},
 WEIGHT_BYTES = {"16bit": 2, "fp32": 4, "fp32_tf32": 4}
 
 
+def _crossover(precision: str, competitor: str) -> float:
+    """r* = 2*E*B / (b*F): the firing rate below which gather beats ``competitor`` ("dense" or "tiles")."""
+    return round(2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * FLOPS[precision][competitor]),
+                 4)
+
+
 def _rule(precision: str) -> tuple[float, str]:
     above = max(FLOPS[precision], key=FLOPS[precision].get)
-    crossover = 2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * FLOPS[precision][above])
-    return round(crossover, 4), above
+    return _crossover(precision, above), above
 
 
 # precision -> (gather below this firing rate, the algorithm at and above it):
@@ -61,8 +66,7 @@ def conv_gather_below(weight_dtype: torch.dtype) -> float:
         precision = "16bit"
     else:
         precision = "fp32_tf32" if tf32_allowed("conv") else "fp32"
-    dense = FLOPS[precision]["dense"]
-    return round(2 * GATHER_L2_EFFICIENCY * L2_BYTES_PER_S / (WEIGHT_BYTES[precision] * dense), 4)
+    return _crossover(precision, "dense")
 
 
 def tf32_allowed(kind: str) -> bool:

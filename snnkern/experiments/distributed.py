@@ -40,9 +40,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..data import Splits
-from ..nn import LIF, ce_rate_loss, event_driven, mse_count_loss, reset_states
+from ..nn import LIF, event_driven, reset_states
 from .presets import Preset, build_model
-from .runner import SNNClassifier
+from .runner import SNNClassifier, spike_loss
 from .runner import evaluate as evaluate_model
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -94,12 +94,6 @@ def encode(x: torch.Tensor, T: int, encoding: str, generator: torch.Generator | 
         return x_seq
     u = torch.rand((T, world * x.shape[0], *x.shape[1:]), generator=generator, device=x.device)
     return (u[:, rank::world] < x_seq).to(x.dtype)
-
-
-def _loss(p: Preset, spikes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if p.loss == "mse_count":
-        return mse_count_loss(spikes, y, correct_rate=p.correct_rate, incorrect_rate=p.incorrect_rate)
-    return ce_rate_loss(spikes, y)
 
 
 def _rank_divergence(model: nn.Module) -> float:
@@ -158,7 +152,7 @@ def train_snn(p: Preset, data: Splits, *, steps: int | None = None, batch_size: 
             xb, yb = xb.to(device), yb.to(device)
             gen.manual_seed(seed * 1_000_003 + step)
             reset_states(snn)  # a new batch: no membrane (nor graph) carried over from the last one
-            loss = _loss(p, model(encode(xb, p.T, p.encoding, gen, rank, world)), yb)
+            loss = spike_loss(p, model(encode(xb, p.T, p.encoding, gen, rank, world)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

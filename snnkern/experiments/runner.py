@@ -76,13 +76,15 @@ class SNNClassifier(nn.Module):
         return self.spikes(x).sum(0)
 
 
-def _loss(p: Preset, model: nn.Module, x, y, spiking: bool):
-    if not spiking:
-        return F.cross_entropy(model(x), y)
-    spikes = model.spikes(x)
+def spike_loss(p: Preset, spikes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The preset's SNN loss on output spikes [T, B, classes]."""
     if p.loss == "mse_count":
         return mse_count_loss(spikes, y, correct_rate=p.correct_rate, incorrect_rate=p.incorrect_rate)
     return ce_rate_loss(spikes, y)
+
+
+def _loss(p: Preset, model: nn.Module, x, y, spiking: bool):
+    return spike_loss(p, model.spikes(x), y) if spiking else F.cross_entropy(model(x), y)
 
 
 def train(p: Preset, model: nn.Module, data: Splits, device, *, spiking: bool, progress: bool) -> dict:
