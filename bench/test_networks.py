@@ -67,25 +67,36 @@ def test_network(benchmark, meta, network, kind, T, mode):
         pytest.skip("converted SNNs are for inference")
     model, x = _model(network, kind, T)
     y = torch.randint(0, 10, (BATCH,), device=DEVICE)
+    fn = step_fn(model, x, y, mode, lambda params: torch.optim.Adam(params, lr=1e-3))
+    benchmark.group = f"network {network} {mode}"
+    record_network(benchmark, meta, fn, network, kind, T, mode, BATCH)
+
+
+def step_fn(model, x, y, mode: str, make_optimizer):
+    """What one benchmark call runs: a no-grad forward ("inference") or a training step."""
     if mode == "inference":
         model.eval()
 
         def fn():
             with torch.no_grad():
                 model(x)
-    else:
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return fn
+    model.train()
+    opt = make_optimizer(model.parameters())
 
-        def fn():
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x).float(), y).backward()
-            opt.step()
-    benchmark.group = f"network {network} {mode}"
+    def fn():
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x).float(), y).backward()
+        opt.step()
+    return fn
+
+
+def record_network(benchmark, meta, fn, network: str, kind: str, T: int, mode: str, batch: int):
+    """Time fn and record it as one row of a network group (the ANN, T-less, is the baseline)."""
     stats = record(benchmark, fn, meta, impl=kind if kind == "ann" else f"{kind} T={T}", network=network, kind=kind,
-                   T=0 if kind == "ann" else T, mode=mode, batch=BATCH, dtype="fp32", baseline=kind == "ann",
-                   samples_per_call=BATCH)
-    benchmark.extra_info["samples_per_s"] = BATCH / (stats["ms_median"] * 1e-3)
+                   T=0 if kind == "ann" else T, mode=mode, batch=batch, dtype="fp32", baseline=kind == "ann",
+                   samples_per_call=batch)
+    benchmark.extra_info["samples_per_s"] = batch / (stats["ms_median"] * 1e-3)
 
 
 VGG_BATCH = 64 if ON_GPU else 2
@@ -116,13 +127,12 @@ def vgg_model(kind: str, T: int):
             surrogate="sigmoid"))).to(DEVICE)
         reset = snnkern.nn.reset_states
     else:
-        sj = pytest.importorskip("spikingjelly.activation_based", reason="SpikingJelly not installed")
+        pytest.importorskip("spikingjelly.activation_based", reason="SpikingJelly not installed")
         from spikingjelly.activation_based import functional, layer, neuron
 
         body = nn.Sequential(*vgg_layers(layer, lambda: neuron.LIFNode(tau=2.0))).to(DEVICE)
         functional.set_step_mode(body, "m")
         reset = functional.reset_net
-        del sj
 
     class Spiking(nn.Module):
         def __init__(self):
@@ -145,22 +155,6 @@ def test_vgg_cnn(benchmark, meta, kind, T, mode):
     torch.manual_seed(1)
     x = torch.rand(VGG_BATCH, 3, 32, 32, device=DEVICE)
     y = torch.randint(0, 10, (VGG_BATCH,), device=DEVICE)
-    if mode == "inference":
-        model.eval()
-
-        def fn():
-            with torch.no_grad():
-                model(x)
-    else:
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-
-        def fn():
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    fn = step_fn(model, x, y, mode, lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9))
     benchmark.group = f"network vgg-cnn-32x32 {mode} B={VGG_BATCH}"
-    stats = record(benchmark, fn, meta, impl=kind if kind == "ann" else f"{kind} T={T}", network="vgg-cnn-32x32",
-                   kind=kind, T=0 if kind == "ann" else T, mode=mode, batch=VGG_BATCH, dtype="fp32",
-                   baseline=kind == "ann", samples_per_call=VGG_BATCH)
-    benchmark.extra_info["samples_per_s"] = VGG_BATCH / (stats["ms_median"] * 1e-3)
+    record_network(benchmark, meta, fn, "vgg-cnn-32x32", kind, T, mode, VGG_BATCH)
