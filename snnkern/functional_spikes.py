@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _checks
 from ._dispatch import select_backend
@@ -218,6 +219,31 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend)
 
 
+# weight (or the base of a per-call view of it) -> (version key, its poison vector); held beside the tensor,
+# not on it, so a pickled parameter does not carry it
+_POISON = WeakIdKeyDictionary()
+
+
+def nonfinite_poison(weight: torch.Tensor) -> torch.Tensor:
+    """``[N]``: NaN where row n of ``weight`` holds a NaN or inf, else 0 (``0 * w`` summed over the row).
+
+    Added to the output of ``tiles``/``gather``, which skip the weights of inputs that did not spike, it
+    makes an output non-finite exactly where a dense product's is (``0 * inf`` is NaN there; the finite
+    values are unchanged; where dense gives +-inf this gives NaN). Computed on the device once per weight
+    version, so it costs no host sync, unlike a finiteness check."""
+    if torch.compiler.is_compiling():
+        return weight.detach().mul(0).sum(1, dtype=torch.float32).to(weight.dtype)
+    holder = weight if weight._base is None else weight._base  # SpikeConv2d makes a new view per call
+    key = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype)
+    hit = _POISON.get(holder)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        poison = weight.detach().mul(0).sum(1, dtype=torch.float32).to(weight.dtype)
+    _POISON[holder] = (key, poison)
+    return poison
+
+
 def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend,
                      on_bits=None):
     """``spike_linear`` with ``on_bits(bits, k)``: called with the packed spikes when "auto" decided, so a
@@ -276,11 +302,9 @@ def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_p
         algorithm = auto_algorithm(rate, weight.dtype)
     if algorithm in ("tiles", "gather"):
         # the event-driven kernels never read the weights of inputs that did not spike, so a NaN/inf there
-        # would vanish where a dense product gives NaN: refuse non-finite weights instead (once per version)
-        _checks.check_param_values(weight, "weight", learnable_too=True,
-                                   why="the event-driven algorithms ('tiles', 'gather') skip the weights of inputs "
-                                       "that did not spike, so they cannot reproduce a dense product's NaN or inf; "
-                                       "use algorithm='dense' to propagate it")
+        # would vanish where a dense product gives NaN: the row's poison (NaN or 0) enters through the bias
+        poison = nonfinite_poison(weight)
+        bias = poison if bias is None else bias + poison
     parts = None
     if algorithm == "tiles":
         if weight_parts_cache is None:
