@@ -24,11 +24,15 @@ def _gbs(value) -> str:
     return "—" if value is None else format(value, ".0f" if value >= 100 else ".3g")
 
 
-def render(data: dict) -> str:
+def render(data: dict, sweep_images: list[str] = (), sweep_notes: list[str] = ()) -> str:
+    """The report's markdown; ``sweep_images``: links to the sweep's plots, placed in its section beside the
+    saved-for-backward table; ``sweep_notes``: sentences saying why a sweep plot is missing."""
     records = [b["extra_info"] | {"group": b["group"], "name": b["name"]} for b in data["benchmarks"]]
     if not records:
         return "no benchmark records\n"
     head = records[0]
+    sweep = [r for r in records if r.get("sweep")]
+    records = [r for r in records if not r.get("sweep")]
     lines = ["# snnkern benchmark report", "",
              f"GPU: {head.get('gpu')} · driver {head.get('driver', 'n/a')} · torch {head.get('torch')} · "
              f"triton {head.get('triton')} · commit {head.get('commit')} · {head.get('date')}", ""]
@@ -65,7 +69,165 @@ def render(data: dict) -> str:
     if above_copy:
         lines += ["Above 100% of copy bandwidth: the copy probe streams a buffer larger than the caches, a kernel "
                   "whose working set fits in them (small shapes, or a CPU run) can go faster than it.", ""]
+    if sweep:
+        lines += render_sweep(sweep, sweep_images, sweep_notes)
     return "\n".join(lines)
+
+
+# ---- the spike x weight sweep (bench/test_spike_sweep.py) --------------------------------------------------
+
+SWEEP_LABELS = {"gather": "gather", "tiles": "tiles", "cublas": "cuBLAS", "csr": "torch CSR",
+                "auto": "auto (rate given)", "auto_norate": "auto (no rate)"}
+SWEEP_STYLE = {"gather": ("tab:blue", "o"), "tiles": ("tab:orange", "s"), "cublas": ("tab:green", "D"),
+               "csr": ("tab:brown", "x"), "auto_norate": ("tab:gray", "v"), "auto": ("black", None)}
+PICK_MARKERS = {"gather": "^", "tiles": "s", "dense": "o"}
+PATTERNS = {"random": "random spikes", "steps": "whole time steps silent"}
+
+
+def _pct_of(sparsity: float) -> str:
+    return f"{100 * sparsity:g}%"
+
+
+def render_sweep(records: list[dict], images=(), notes=()) -> list[str]:
+    from .summary import sweep_rows
+
+    rows = sweep_rows(records)
+    ideal = next((r.get("ideal_counts") for r in records if r.get("ideal_counts")), None)
+    lines = ["## Spike x weight sweep: time vs sparsity", "",
+             "Median ms per implementation (q20/q80 in the JSON); `auto` shows its pick in brackets and its time "
+             "over the fastest of {cuBLAS, gather, tiles} (the TF32 rows compare with cuBLAS TF32; gather and tiles "
+             "ignore the switch). \"gather of ideal\": the byte model's L2-bound ideal over gather's time.", ""]
+    if ideal:
+        lines += [f"The model ({ideal}).", ""]
+    lines += [f"{note}" for note in notes] + ([""] if notes else [])
+    lines += [f"![{os.path.basename(p)}]({p})" for p in images] + ([""] if images else [])
+    saved = [r for r in records if r.get("sweep") == "saved"]
+    if saved:
+        gpu = any(r.get("retained_bytes_ours") is not None for r in saved)
+        lines += ["Saved for backward by a spike-fed layer (fp32 spikes in; counted with saved_tensors_hooks"
+                  + ("; \"kept on the GPU\": memory a forward leaves allocated, output excluded" if gpu else
+                     "; no CUDA memory statistics in this run") + "):", "",
+                  "| layer M x K -> N | ours (bits) | fp32 activations | 16-bit activations | fp32 / ours | "
+                  "16-bit / ours | kept on the GPU: ours / fp32 MiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(saved, key=lambda r: -r["M"] * r["K"]):
+            kept = (f"{r['retained_bytes_ours'] / 2**20:.2f} / {r['retained_bytes_fp32'] / 2**20:.2f}"
+                    if r.get("retained_bytes_ours") is not None else "—")
+            lines.append(f"| {r['M']} x {r['K']} -> {r['N']} | {r['saved_bytes_ours']:,} B | "
+                         f"{r['saved_bytes_fp32']:,} B | {r['saved_bytes_16bit']:,} B | {r['saved_ratio_fp32']:.1f}x | "
+                         f"{r['saved_ratio_16bit']:.1f}x | {kept} |")
+        lines.append("")
+    tables: dict = {}
+    for r in rows:
+        tables.setdefault((r["M"], r["K"], r["N"], r["pattern"], r["dtype"]), []).append(r)
+    for (M, K, N, pattern, dtype), rs in tables.items():
+        impls = [k for k in SWEEP_LABELS if any(k in r["ms"] for r in rs)]
+        lines += [f"### M={M} K={K} N={N}, {PATTERNS.get(pattern, pattern)}, {dtype} weights", "",
+                  "| sparsity | rate | " + " | ".join(SWEEP_LABELS[k] for k in impls)
+                  + " | fastest | auto / fastest | gather of ideal |",
+                  "|---:|---:|" + "---:|" * len(impls) + "---|---:|---:|"]
+        for r in rs:
+            cells = [_fmt(r["ms"].get(k)) + (f" [{r['auto_pick']}]" if k == "auto" and r["auto_pick"] else "")
+                     for k in impls]
+            frac = r["gather_frac_ideal"]
+            lines.append(f"| {_pct_of(r['sparsity'])} | {_fmt(r['rate'], '.4f')} | " + " | ".join(cells)
+                         + f" | {r['fastest'] or '—'} | {_fmt(r['auto_over_fastest'], '.2f')} | "
+                         f"{'—' if frac is None else format(100 * frac, '.2g' if frac < 0.01 else '.0f') + '%'} |")
+        lines.append("")
+    return lines
+
+
+def plot_sweep(data: dict, out_dir: str) -> tuple[list[str], list[str]]:
+    """Time vs sparsity, one figure per layer and spike pattern, one panel per weight dtype (fp32 with TF32
+    on as its own panel): a line per implementation (median, q20-q80 shaded), the byte model's gather
+    ideal (L2-bound) and cuBLAS time dashed, auto's pick as its marker. Returns the PNG paths and, when
+    there is nothing to draw, a sentence saying why."""
+    from .summary import sweep_rows
+
+    records = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("sweep") == "spike_linear"]
+    if not records:
+        return [], ["No spike sweep plot: no spike sweep records in these files (bench/test_spike_sweep.py "
+                    "writes them)."]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    rows = sweep_rows(records)
+    rec = {(r["M"], r["K"], r["N"], r["pattern"], r["dtype"], r["sparsity"], r["impl"]): r for r in records}
+
+    def record_of(M, K, N, pattern, panel, sparsity, impl):
+        """The record behind a panel's point: the TF32 panel's cuBLAS and auto are their _tf32 rows."""
+        tf32 = panel.endswith("TF32") and impl in ("cublas", "auto")
+        return rec.get((M, K, N, pattern, panel.split()[0], sparsity, impl + ("_tf32" if tf32 else "")), {})
+
+    gpu = next((r.get("gpu") for r in records if r.get("gpu")), "")
+    gpu = "CPU smoke run" if gpu.startswith("none") else gpu
+    figures: dict = {}
+    for r in rows:
+        figures.setdefault((r["M"], r["K"], r["N"], r["pattern"]), {}).setdefault(r["dtype"], []).append(r)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for (M, K, N, pattern), panels in figures.items():
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False, sharey=True)
+        handles: dict = {}
+        for ax, (dtype, rs) in zip(axes[0], panels.items()):
+            rs = sorted(rs, key=lambda r: r["sparsity"])
+            rates = [max(1.0 - r["sparsity"], 1e-4) for r in rs]
+            tf32 = dtype.endswith("TF32")
+            for impl, (color, marker) in SWEEP_STYLE.items():
+                color = "tab:olive" if tf32 and impl == "cublas" else color
+                pts = [(x, r["ms"][impl], r) for x, r in zip(rates, rs) if r["ms"].get(impl)]
+                if not pts:
+                    continue
+                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                label = SWEEP_LABELS[impl] + (" TF32" if tf32 and impl == "cublas" else "")
+                line, = ax.plot(xs, ys, "-", color=color, marker=marker, markersize=4, linewidth=1.2,
+                                zorder=3 if impl == "auto" else 2)
+                handles.setdefault(label, line)
+                q = [record_of(M, K, N, pattern, dtype, p[2]["sparsity"], impl) for p in pts]
+                q = [(r.get("ms_q20"), r.get("ms_q80")) for r in q]
+                if all(isinstance(a, (int, float)) and isinstance(b, (int, float)) for a, b in q):
+                    ax.fill_between(xs, [a for a, _ in q], [b for _, b in q], color=color, alpha=0.15, linewidth=0)
+                if impl == "auto":  # its pick, as the marker of each point
+                    for x, y, r in pts:
+                        pick = r["auto_pick"]
+                        if pick in PICK_MARKERS:
+                            ax.plot([x], [y], PICK_MARKERS[pick], color="black", markerfacecolor="white",
+                                    markersize=7, zorder=4)
+            for key, src, color, name in (("gather_ideal_ms", "gather", "tab:blue", "gather ideal (L2-bound)"),
+                                          ("dense_model_ms", "cublas", "tab:olive" if tf32 else "tab:green",
+                                           "cuBLAS TF32, model" if tf32 else "cuBLAS, model")):
+                pts = [(x, record_of(M, K, N, pattern, dtype, r["sparsity"], src).get(key)) for x, r in zip(rates, rs)]
+                pts = [p for p in pts if isinstance(p[1], (int, float))]
+                if pts:  # a lone point (a one-sparsity run) as a dash, which a line of one point would not draw
+                    line, = ax.plot(*zip(*pts), "--", color=color, linewidth=1.0, alpha=0.8,
+                                    marker="_" if len(pts) == 1 else None, markersize=14)
+                    handles.setdefault(name, line)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(max(rates) * 1.5, min(rates) / 1.5)  # sparsity grows to the right
+            ax.set_xticks(rates)
+            ax.set_xticklabels([_pct_of(r["sparsity"]) for r in rs], rotation=60, fontsize=7)
+            ax.minorticks_off()
+            ax.set_title(f"{dtype} weights", fontsize=9)
+            ax.set_xlabel("sparsity", fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.grid(True, which="major", alpha=0.3)
+        axes[0][0].set_ylabel("ms (median)", fontsize=8)
+        for pick, marker in PICK_MARKERS.items():
+            handles[f"auto picked {pick}"] = Line2D([], [], linestyle="", marker=marker, color="black",
+                                                     markerfacecolor="white", markersize=7)
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+                   frameon=False)
+        fig.suptitle(f"spike x weight, M={M} K={K} N={N}, {PATTERNS.get(pattern, pattern)}" + (f" ({gpu})" if gpu else ""),
+                     fontsize=9)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"spike_sweep_{M}x{K}x{N}_{pattern}.png")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths, []
 
 
 def plot_networks(data: dict, out_dir: str) -> tuple[list[str], list[str]]:
@@ -127,12 +289,18 @@ def main(argv=None):
     for path in args.json_files:
         with open(path) as f:
             data["benchmarks"] += json.load(f)["benchmarks"]
-    text = render(data)
+    # links relative to where the markdown lives, so the report and its plots move together
+    where = os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd()
+    links, sweep_notes = [], []
+    if args.plots:
+        sweep_paths, sweep_notes = plot_sweep(data, args.plots)
+        links = [os.path.relpath(os.path.abspath(p), where) for p in sweep_paths]
+    text = render(data, links, sweep_notes)
     if args.plots:
         paths, notes = plot_networks(data, args.plots)
-        # links relative to where the markdown lives, so the report and its plots move together
-        where = os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd()
-        text += "".join(f"{note}\n\n" for note in notes)
+        if not any(b["extra_info"].get("sweep") for b in data["benchmarks"]):  # else in the sweep's section
+            notes = sweep_notes + notes
+        text = text.rstrip("\n") + "\n\n" + "".join(f"{note}\n\n" for note in notes)
         text += "".join(f"![{os.path.basename(p)}]({os.path.relpath(os.path.abspath(p), where)})\n" for p in paths)
     if args.out:
         with open(args.out, "w") as f:

@@ -9,7 +9,8 @@ failed or timed out and the test counts; the copy bandwidth; per LIF kernel and 
 GB/s as a fraction of the copy bandwidth and each peer's time over snnkern's (> 1: snnkern faster);
 what autograd keeps for backward; the issue's targets, each met / missed / unavailable (with why);
 network step times over the dense ANN's with peak memory, W and J/sample (measured, NVML); the
-spike-accumulation and host-overhead ratios. ``summary.json`` holds the same numbers.
+spike-accumulation and host-overhead ratios; issue 16's targets from the spike x weight sweep, each beside
+the byte model's prediction. ``summary.json`` holds the same numbers.
 """
 from __future__ import annotations
 
@@ -213,6 +214,147 @@ def spike_linear_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+# ---- the spike x weight sweep (bench/test_spike_sweep.py) and issue 16's targets ------------------------
+
+TARGET_SHAPE = (8192, 4096, 4096)  # M, K, N: the layer issue 16's targets are stated at
+# per TF32 mode: the name suffix, the cuBLAS impl and the auto impl compared with the fastest of
+# {cuBLAS, gather, tiles} (gather and tiles do not read torch's TF32 switch: their rows serve both modes)
+SWEEP_MODES = (("", "cublas", "auto"), (" TF32", "cublas_tf32", "auto_tf32"))
+_MODEL_KEY = {"gather": "gather_model_ms", "tiles": "tiles_model_ms", "dense": "dense_model_ms"}
+
+
+def _shape(r) -> tuple:
+    return r.get("M"), r.get("K"), r.get("N")
+
+
+def sweep_rows(records: list[dict]) -> list[dict]:
+    """One row per (layer, spike pattern, weight dtype, TF32 mode, sparsity) of the sweep: each impl's
+    median ms, the fastest of {cuBLAS, gather, tiles}, auto's time over it and its pick, gather's time over
+    its L2-bound ideal, and what the byte model predicts for the same (the model's time of its own pick
+    over its least time)."""
+    by: dict = {}
+    for r in records:
+        if r.get("sweep") == "spike_linear" and isinstance(r.get("ms_median"), (int, float)):
+            key = (_shape(r), r.get("pattern"), r.get("dtype"), r.get("sparsity"))
+            by.setdefault(key, {})[r.get("impl")] = r
+    order = {"fp16": 0, "bf16": 1, "fp32": 2}
+    rows = []
+    for (shape, pattern, dtype, sparsity), impls in by.items():
+        for suffix, dense, auto in SWEEP_MODES:
+            if dense not in impls and auto not in impls:
+                continue
+            ms = {k: impls[k]["ms_median"] for k in ("gather", "tiles", dense) if k in impls}
+            fastest = min(ms, key=ms.get) if ms else None
+            a = impls.get(auto)
+            model_times = {k: a[v] for k, v in _MODEL_KEY.items() if a and isinstance(a.get(v), (int, float))}
+            model_ratio = (_ratio(model_times.get(a.get("model_pick")), min(model_times.values()))
+                           if model_times else None)
+            g = impls.get("gather")
+            any_row = next(iter(impls.values()))
+            rows.append({
+                "M": shape[0], "K": shape[1], "N": shape[2], "pattern": pattern, "dtype": dtype + suffix,
+                "gpu": not str(any_row.get("gpu") or "none").startswith("none"),
+                "sparsity": sparsity, "rate": any_row.get("rate"),
+                "ms": {("cublas" if k == dense else "auto" if k == auto else k): v["ms_median"]
+                       for k, v in impls.items() if k in ("gather", "tiles", dense, auto, "csr", "auto_norate")
+                       and (suffix == "" or k not in ("csr", "auto_norate"))},
+                "fastest": "dense" if fastest == dense else fastest, "fastest_ms": ms.get(fastest),
+                "auto_pick": a.get("auto_pick") if a else None,
+                "auto_over_fastest": _ratio(a and a["ms_median"], ms.get(fastest)),
+                "model_auto_over_best": model_ratio, "model_best": a.get("model_best") if a else None,
+                "gather_frac_ideal": _ratio(g and g.get("gather_ideal_ms"), g and g["ms_median"]),
+                "model_gather_frac_ideal": _ratio(g and g.get("gather_ideal_ms"), g and g.get("gather_model_ms")),
+                "dense_over_gather": _ratio(ms.get(dense), g and g["ms_median"]),
+                "model_dense_over_gather": _ratio(impls[dense].get("dense_model_ms") if dense in impls else None,
+                                                  g and g.get("gather_model_ms")),
+                "csr_over_auto": _ratio(impls["csr"]["ms_median"] if "csr" in impls and suffix == "" else None,
+                                        a and a["ms_median"]),
+            })
+    # each TF32 mode's rows together, after the same dtype's without it
+    return sorted(rows, key=lambda r: (-r["M"] * r["K"] * r["N"], (r["M"], r["K"], r["N"]), r["pattern"] != "random",
+                                       r["pattern"], order.get(r["dtype"].split()[0], 9), r["dtype"], r["sparsity"]))
+
+
+def _where(row) -> str:
+    return (f"M={row['M']} K={row['K']} N={row['N']} {row['pattern']} {row['dtype']} "
+            f"sparsity {100 * row['sparsity']:g}%")
+
+
+def _extreme(rows, key, worst=min):
+    """The row with the worst value of ``key`` (min or max) among rows that have it, or None."""
+    have = [r for r in rows if r.get(key) is not None]
+    return worst(have, key=lambda r: r[key]) if have else None
+
+
+def model_predictions(shape=TARGET_SHAPE, sparsities=(0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)) -> dict:
+    """What the byte model predicts for issue 16's targets at ``shape`` with independent random spikes,
+    before any run (each target's "model predicts" when the run has no row for it)."""
+    from .spike_model import expected_gather_rows, model
+
+    M, K, N = shape
+    m = {(dtype, tf32, s): model(M, K, N, dtype, tf32, 1.0 - s, expected_gather_rows(M, K, 1.0 - s))
+         for dtype, tf32 in (("fp16", False), ("bf16", False), ("fp32", False), ("fp32", True)) for s in sparsities}
+
+    def auto_ratio(r):
+        times = {k: r[v] for k, v in _MODEL_KEY.items()}
+        return times[r["model_pick"]] / min(times.values())
+
+    return {"auto": max(auto_ratio(r) for r in m.values()),
+            "gather": min(r["gather_ideal_ms"] / r["gather_model_ms"] for r in m.values()),
+            "fp16": min(r["dense_model_ms"] / r["gather_model_ms"] for (d, _, s), r in m.items()
+                        if d == "fp16" and s >= 0.995),
+            "tf32": min(r["dense_model_ms"] / r["gather_model_ms"] for (d, tf, s), r in m.items() if tf and s >= 0.98),
+            "saved": 4 * K / (4 * -(-K // 32))}
+
+
+def sweep_targets(records: list[dict], rows: list[dict] | None = None) -> list[dict]:
+    """Issue 16's targets from the sweep's rows (random spikes), each with the byte model's prediction
+    for the same rows beside it, and where the worst case is."""
+    rows = sweep_rows(records) if rows is None else rows
+    # timings from a GPU only: a CPU run times the Triton interpreter, which says nothing about speed
+    rand = [r for r in rows if r["pattern"] == "random" and r["gpu"]]
+    big = [r for r in rand if (r["M"], r["K"], r["N"]) == TARGET_SHAPE]
+    no_sweep = ("no spike sweep rows in this run (bench/test_spike_sweep.py)" if not rows else
+                "no GPU sweep rows in this run: a CPU run times the Triton interpreter" if not rand else "")
+    no_big = no_sweep or "no sweep rows at M=8192 K=N=4096 in this run; a GPU run records them"
+    out = []
+    predicted = model_predictions()  # at the issue's layer, random spikes: where the run has no row
+
+    def add(name, row, key, goal, op, why, model=None, unit="x", fallback=None):
+        t = _target(name, row[key] if row else None, goal, op, why, unit)
+        model = model if row else predicted.get(fallback, model)
+        t["model"] = round(model, 3) if isinstance(model, (int, float)) else model
+        t["where"] = _where(row) if row else ""
+        out.append(t)
+
+    worst = _extreme(rand, "auto_over_fastest", max)
+    model_worst = _extreme(rand, "model_auto_over_best", max)
+    add("auto (rate given) / fastest of {cuBLAS, gather, tiles}, worst layer, dtype and sparsity", worst,
+        "auto_over_fastest", 1.1, "<=", no_sweep or "no auto rows beside gather, tiles and cuBLAS",
+        model_worst and model_worst["model_auto_over_best"], fallback="auto")
+    hi = [r for r in big if r["sparsity"] >= 0.9 and not r["dtype"].endswith("TF32")]
+    row = _extreme(hi, "gather_frac_ideal")
+    add("gather: L2-bound ideal / its time, worst at >= 90% sparsity", row, "gather_frac_ideal", 0.5, ">=", no_big,
+        row and row["model_gather_frac_ideal"], "", fallback="gather")
+    for dtype, at, name, key in (("fp16", 0.995, "fp16 cuBLAS", "fp16"), ("fp32 TF32", 0.98, "TF32 cuBLAS", "tf32")):
+        sel = [r for r in big if r["dtype"] == dtype and r["sparsity"] >= at]
+        row = _extreme(sel, "dense_over_gather")
+        add(f"{name} time / gather time, worst at >= {100 * at:g}% sparsity", row, "dense_over_gather", 1.0, ">=",
+            no_big if not big else f"no {dtype} gather and cuBLAS rows at >= {100 * at:g}%",
+            row and row["model_dense_over_gather"], fallback=key)
+    row = _extreme([r for r in big if r["sparsity"] >= 0.9], "csr_over_auto")
+    add("torch CSR time / auto time, worst at >= 90% sparsity", row, "csr_over_auto", 3.0, ">=",
+        no_big if not big else "no torch CSR rows (this torch's sparse kernels may lack the dtype)", "not modelled")
+    saved = [r for r in records if r.get("sweep") == "saved" and r.get("saved_ratio_fp32") is not None]
+    s = min(saved, key=lambda r: r["saved_ratio_fp32"]) if saved else None
+    t = _target("saved for backward: fp32 activations / bits, worst layer", s and s["saved_ratio_fp32"], 30, ">=",
+                "no saved-for-backward rows in this run (bench/test_spike_sweep.py::test_saved_for_backward)")
+    t["model"] = round(s["model_saved_ratio_fp32"] if s and s.get("model_saved_ratio_fp32") else predicted["saved"], 3)
+    t["where"] = f"M={s['M']} K={s['K']} N={s['N']}" if s else ""
+    out.append(t)
+    return out
+
+
 def summarize(run_dir: str) -> dict:
     session = {}
     if os.path.exists(os.path.join(run_dir, "session.json")):
@@ -225,6 +367,7 @@ def summarize(run_dir: str) -> dict:
     copy = next((r for r in records if r.get("impl") == "copy"), None)
     copy_gbs = copy.get("gb_per_s") if copy else None
     overhead = next((r for r in records if r.get("ratios") is not None), None)
+    sweep = sweep_rows(records)
     return {
         "run": session.get("run_name"), "mode": session.get("mode"), "budget_s": session.get("budget_s"),
         "elapsed_s": session.get("elapsed_s"),
@@ -234,6 +377,7 @@ def summarize(run_dir: str) -> dict:
         "tests": junits, "copy_gb_per_s": copy_gbs,
         "lif": lif_rows(records, copy_gbs), "targets": targets(records, copy_gbs),
         "networks": network_rows(records), "spike_linear": spike_linear_rows(records),
+        "sweep": sweep, "sweep_targets": sweep_targets(records, sweep),
         "overhead_ratios": overhead.get("ratios") if overhead else [],
         "records": len(records),
     }
@@ -294,6 +438,23 @@ def render(s: dict) -> str:
         status = t["status"] + (f" ({t['why']})" if t["why"] else "")
         lines.append(f"| {t['target']} | {_f(t['value'])} | {t['goal']} | {status} |")
     lines.append("")
+    lines += ["## Targets (issue 16: spike x weight sweep; the byte model's prediction beside each)", "",
+              "| target | value | goal | model predicts | status | worst at |", "|---|---:|---|---:|---|---|"]
+    for t in s["sweep_targets"]:
+        status = t["status"] + (f" ({t['why']})" if t["why"] else "")
+        model = t["model"] if isinstance(t["model"], str) else _f(t["model"])
+        lines.append(f"| {t['target']} | {_f(t['value'])} | {t['goal']} | {model} | {status} | {t['where']} |")
+    lines.append("")
+    big = [r for r in s["sweep"] if (r["M"], r["K"], r["N"]) == TARGET_SHAPE and r["pattern"] == "random"]
+    if big:
+        lines += ["## Spike x weight sweep at M=8192 K=N=4096, random spikes (every layer and pattern: report.md)", "",
+                  "| weights | sparsity | fastest | ms | auto picks | auto / fastest | gather of ideal | "
+                  "cuBLAS / gather | CSR / auto |", "|---|---:|---|---:|---|---:|---:|---:|---:|"]
+        for r in big:
+            lines.append(f"| {r['dtype']} | {100 * r['sparsity']:g}% | {r['fastest'] or '—'} | {_f(r['fastest_ms'])} | "
+                         f"{r['auto_pick'] or '—'} | {_x(r['auto_over_fastest'])} | {_pct(r['gather_frac_ideal'])} | "
+                         f"{_x(r['dense_over_gather'])} | {_x(r['csr_over_auto'])} |")
+        lines.append("")
     if s["networks"]:
         lines += ["## Networks (time over the group's baseline; energy measured with NVML)", "",
                   "| group | impl | ms | x baseline | peak MiB | W | J/sample |", "|---|---|---:|---:|---:|---:|---:|"]

@@ -1,69 +1,22 @@
-"""Spike x weight accumulation over sparsity: snnkern's kernels vs dense cuBLAS (fp32, TF32, fp16)
-and torch.sparse CSR, plus the saved-activation memory of spike-fed layers (issue 5's benchmark)."""
+"""Spike x weight accumulation in training: the spike_linear step (forward + backward from the bits)
+against dense cuBLAS, plus the saved-activation memory of spike-fed MLP/CNN layers (issue 5's
+benchmark). The forward over sparsity 0-99.9% against cuBLAS and CSR is ``test_spike_sweep.py``."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from snnkern import pack_spikes, spike_linear
+from snnkern import spike_linear
 from snnkern.nn import SpikeConv2d, SpikeLinear
 from snnkern.ops import spike_linear as SL
 from snnkern.ops.spike_linear import weight_parts
 
 from .common import ON_GPU, SESSION, record
+from .spike_model import saved_bytes
 
 DEVICE = "cuda" if ON_GPU else "cpu"
 M, K, N = (8192, 4096, 4096) if ON_GPU else (64, 128, 96)
-SPARSITY = [0.9, 0.99] if SESSION else [0.5, 0.9, 0.95, 0.99, 0.999]  # session run: two points
-IMPLS = ["tiles_fp32", "tiles_fp16", "gather_fp32", "auto_fp32", "dense_fp32", "dense_tf32", "dense_fp16", "csr_fp32"]
-
-
-@pytest.mark.parametrize("sparsity", SPARSITY)
-@pytest.mark.parametrize("impl", IMPLS)
-def test_spike_linear(benchmark, meta, impl, sparsity):
-    g = torch.Generator(device=DEVICE).manual_seed(0)
-    s = (torch.rand(M, K, device=DEVICE, generator=g) >= sparsity).float()
-    w32 = torch.randn(N, K, device=DEVICE, generator=g) * 0.02
-    kind, dtype = impl.split("_")
-    w = w32.half() if dtype == "fp16" else w32
-    if kind in ("tiles", "gather", "auto"):
-        if not ON_GPU:
-            pytest.skip("the Triton kernels are timed on a GPU (CPU runs the reference)")
-        bits = pack_spikes(s)
-        parts = weight_parts(w)  # cached by SpikeLinear in real use
-
-        def fn():
-            with torch.no_grad():
-                spike_linear(bits, w, algorithm=kind, weight_parts_cache=parts)
-    elif kind == "csr":
-        sc = s.to_sparse_csr()
-        fn = lambda: torch.sparse.mm(sc, w.t())  # noqa: E731
-    else:
-        sd = s.to(w.dtype)
-        matmul = torch.backends.cuda.matmul
-        # the new API where torch has it: mixing it with the legacy allow_tf32 makes torch raise on reads
-        new_api = hasattr(matmul, "fp32_precision")
-        prev = matmul.fp32_precision if new_api else matmul.allow_tf32
-        tf32 = kind == "dense" and dtype == "tf32"
-
-        def fn():
-            if new_api:
-                matmul.fp32_precision = "tf32" if tf32 else "ieee"
-            else:
-                matmul.allow_tf32 = tf32
-            try:
-                sd @ w.t()
-            finally:
-                if new_api:
-                    matmul.fp32_precision = prev
-                else:
-                    matmul.allow_tf32 = prev
-    benchmark.group = f"spike_linear M={M} K={K} N={N} sparsity={sparsity:.1%}"
-    record(benchmark, fn, meta, impl=impl, M=M, K=K, N=N, sparsity=sparsity, dtype=dtype, baseline=impl == "dense_fp16")
-    if kind in ("tiles", "auto"):
-        precision = "fp32" if dtype == "fp32" else "16bit"
-        benchmark.extra_info["tile_config"] = str(SL._spike_mm_tiles_tuned[precision].best_config)  # the tuner's pick
 
 
 TRAIN_IMPLS = ["tiles_fp32", "gather_fp32", "dense_fp32", "tiles_fp16", "dense_fp16"]
@@ -97,20 +50,6 @@ def test_spike_linear_train_step(benchmark, meta, impl, sparsity):
         benchmark.extra_info["grad_tile_config"] = str(SL._spike_grad_w_tiles_tuned[precision].best_config)
 
 
-def _saved_bytes(fn, params):
-    ptrs = {p.data_ptr() for p in params}
-    total = []
-
-    def pack(t):
-        if t.data_ptr() not in ptrs:
-            total.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(total)
-
-
 @pytest.mark.parametrize("layer", ["mlp", "cnn"])
 def test_saved_activation_memory(benchmark, meta, layer):
     """Bytes autograd keeps for a spike-fed training step: snnkern layers vs torch layers."""
@@ -125,8 +64,8 @@ def test_saved_activation_memory(benchmark, meta, layer):
         ours = nn.Sequential(*[SpikeConv2d.from_conv(m, algorithm="dense") for m in dense])
         x = (torch.rand(B // 8, 64, 32, 32, device=DEVICE) < 0.1).float().requires_grad_()
         run = lambda net: net[1]((net[0](x) > 0).float())  # noqa: E731
-    dense_bytes = _saved_bytes(lambda: run(dense), dense.parameters())
-    ours_bytes = _saved_bytes(lambda: run(ours), ours.parameters())
+    dense_bytes = saved_bytes(lambda: run(dense), dense.parameters())
+    ours_bytes = saved_bytes(lambda: run(ours), ours.parameters())
     benchmark.group = f"saved activations: spike-fed {layer}"
     record(benchmark, lambda: run(ours), meta, impl=f"snnkern {layer}", saved_bytes=ours_bytes,
            dense_saved_bytes=dense_bytes, saved_ratio=ours_bytes / dense_bytes)
