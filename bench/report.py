@@ -220,8 +220,8 @@ def plot_sweep(data: dict, out_dir: str) -> tuple[list[str], list[str]]:
                                                      markerfacecolor="white", markersize=7)
         fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                    frameon=False)
-        fig.suptitle(f"spike x weight, M={M} K={K} N={N}, {PATTERNS.get(pattern, pattern)}" + (f" ({gpu})" if gpu else ""),
-                     fontsize=9)
+        title = f"spike x weight, M={M} K={K} N={N}, {PATTERNS.get(pattern, pattern)}"
+        fig.suptitle(title + (f" ({gpu})" if gpu else ""), fontsize=9)
         fig.tight_layout()
         path = os.path.join(out_dir, f"spike_sweep_{M}x{K}x{N}_{pattern}.png")
         fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -451,9 +451,9 @@ def render(s: dict) -> str:
                   "| weights | sparsity | fastest | ms | auto picks | auto / fastest | gather of ideal | "
                   "cuBLAS / gather | CSR / auto |", "|---|---:|---|---:|---|---:|---:|---:|---:|"]
         for r in big:
-            lines.append(f"| {r['dtype']} | {100 * r['sparsity']:g}% | {r['fastest'] or '—'} | {_f(r['fastest_ms'])} | "
-                         f"{r['auto_pick'] or '—'} | {_x(r['auto_over_fastest'])} | {_pct(r['gather_frac_ideal'])} | "
-                         f"{_x(r['dense_over_gather'])} | {_x(r['csr_over_auto'])} |")
+            lines.append(f"| {r['dtype']} | {100 * r['sparsity']:g}% | {r['fastest'] or '—'} | "
+                         f"{_f(r['fastest_ms'])} | {r['auto_pick'] or '—'} | {_x(r['auto_over_fastest'])} | "
+                         f"{_pct(r['gather_frac_ideal'])} | {_x(r['dense_over_gather'])} | {_x(r['csr_over_auto'])} |")
         lines.append("")
     if s["networks"]:
         lines += ["## Networks (time over the group's baseline; energy measured with NVML)", "",

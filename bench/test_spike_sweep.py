@@ -154,7 +154,8 @@ def test_spike_sweep(benchmark, meta, shape, pattern, sparsity, dtype, impl):
             fn = lambda: spike_linear(bits, w, algorithm="gather", backend=backend)  # noqa: E731
         elif impl == "tiles":
             parts = weight_parts(w)  # cached by SpikeLinear in real use
-            fn = lambda: spike_linear(bits, w, algorithm="tiles", weight_parts_cache=parts, backend=backend)  # noqa: E731
+            fn = lambda: spike_linear(bits, w, algorithm="tiles", weight_parts_cache=parts,  # noqa: E731
+                                      backend=backend)
         elif impl in ("auto", "auto_tf32"):  # the rate known (SpikeLinear passes its previous call's)
             parts = weight_parts(w)
             fn = lambda: spike_linear(bits, w, algorithm="auto", rate=rate, weight_parts_cache=parts,  # noqa: E731
