@@ -27,10 +27,10 @@
 #   compile_peer     30      -  ~25: the torch.compile loop peer (4 inductor compiles), alone so it cannot
 #                               starve the other rows
 #   spike_linear     45      -  ~30-35: the spike x weight sweep at M=8192 K=N=4096, fp16/fp32 weights,
-#                               sparsity 90/98/99.5/99.9%: gather, tiles, auto vs cuBLAS fp16/fp32/TF32 and
-#                               CSR (48 rows, ~0.1 s each + ~15 s of kernel compiles and autotuning), bits
+#                               sparsity 90/98/99.5/99.9%: gather, tiles, dense, auto vs cuBLAS fp16/fp32/TF32
+#                               and CSR (60 rows, ~0.1 s each + ~15 s of kernel compiles and autotuning), bits
 #                               saved for backward; the train step at 99% (bench/test_spike_sweep.py and
-#                               test_spike_linear.py; the full grid, ~4 min, runs outside a session)
+#                               test_spike_linear.py; the full grid, ~4-5 min, runs outside a session)
 #   networks         35      -  ~30: seeds' MLP (T=4,8) and spiking VGG CNN (B=64, 32x32x3, T=4,8) train
 #                               step + inference vs the dense ANN and SpikingJelly; NVML W and J/sample
 #   swap_convert     15      -  ~12: swapped snnTorch/SpikingJelly models, converted CNN

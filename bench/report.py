@@ -76,10 +76,11 @@ def render(data: dict, sweep_images: list[str] = (), sweep_notes: list[str] = ()
 
 # ---- the spike x weight sweep (bench/test_spike_sweep.py) --------------------------------------------------
 
-SWEEP_LABELS = {"gather": "gather", "tiles": "tiles", "cublas": "cuBLAS", "csr": "torch CSR",
-                "auto": "auto (rate given)", "auto_norate": "auto (no rate)"}
-SWEEP_STYLE = {"gather": ("tab:blue", "o"), "tiles": ("tab:orange", "s"), "cublas": ("tab:green", "D"),
-               "csr": ("tab:brown", "x"), "auto_norate": ("tab:gray", "v"), "auto": ("black", None)}
+SWEEP_LABELS = {"gather": "gather", "tiles": "tiles", "dense": "dense (unpack + cuBLAS)", "cublas": "cuBLAS",
+                "csr": "torch CSR", "auto": "auto (rate given)", "auto_norate": "auto (no rate)"}
+SWEEP_STYLE = {"gather": ("tab:blue", "o"), "tiles": ("tab:orange", "s"), "dense": ("tab:purple", "+"),
+               "cublas": ("tab:green", "D"), "csr": ("tab:brown", "x"), "auto_norate": ("tab:gray", "v"),
+               "auto": ("black", None)}
 PICK_MARKERS = {"gather": "^", "tiles": "s", "dense": "o"}
 PATTERNS = {"random": "random spikes", "steps": "whole time steps silent"}
 
@@ -94,9 +95,11 @@ def render_sweep(records: list[dict], images=(), notes=()) -> list[str]:
     rows = sweep_rows(records)
     ideal = next((r.get("ideal_counts") for r in records if r.get("ideal_counts")), None)
     lines = ["## Spike x weight sweep: time vs sparsity", "",
-             "Median ms per implementation (q20/q80 in the JSON); `auto` shows its pick in brackets and its time "
-             "over the fastest of {cuBLAS, gather, tiles} (the TF32 rows compare with cuBLAS TF32; gather and tiles "
-             "ignore the switch). \"gather of ideal\": the byte model's L2-bound ideal over gather's time.", ""]
+             "Median ms per implementation (q20/q80 in the JSON): spike_linear's algorithms fed packed spikes "
+             "(`dense`: unpack + cuBLAS), the cuBLAS and CSR peers fed dense spikes. `auto` shows its pick in "
+             "brackets and its time over the fastest of {dense, gather, tiles} (the TF32 rows run dense and "
+             "cuBLAS in TF32; gather and tiles ignore the switch). \"gather of ideal\": the byte model's "
+             "L2-bound ideal over gather's time.", ""]
     if ideal:
         lines += [f"The model ({ideal}).", ""]
     lines += [f"{note}" for note in notes] + ([""] if notes else [])
@@ -158,7 +161,7 @@ def plot_sweep(data: dict, out_dir: str) -> tuple[list[str], list[str]]:
 
     def record_of(M, K, N, pattern, panel, sparsity, impl):
         """The record behind a panel's point: the TF32 panel's cuBLAS and auto are their _tf32 rows."""
-        tf32 = panel.endswith("TF32") and impl in ("cublas", "auto")
+        tf32 = panel.endswith("TF32") and impl in ("cublas", "dense", "auto")
         return rec.get((M, K, N, pattern, panel.split()[0], sparsity, impl + ("_tf32" if tf32 else "")), {})
 
     gpu = next((r.get("gpu") for r in records if r.get("gpu")), "")

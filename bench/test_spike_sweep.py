@@ -1,14 +1,15 @@
-"""Spike x weight accumulation over sparsity 0-99.9%: snnkern's gather, tiles and auto (with the firing
-rate given, and without) against cuBLAS (fp16, bf16, TF32, fp32) and torch CSR, for fp16/bf16/fp32
-weights, random spikes and a structured pattern (whole time steps silent). Every row carries the byte
+"""Spike x weight accumulation over sparsity 0-99.9%: spike_linear's gather, tiles, dense (cuBLAS on the
+unpacked bits) and auto (with the firing rate given, and without) against cuBLAS on dense spikes (fp16,
+bf16, TF32, fp32) and torch CSR, for fp16/bf16/fp32 weights, random spikes and a structured pattern
+(whole time steps silent). Every row carries the byte
 model's times (``bench/spike_model.py``: gather's L2-bound ideal, the model's cuBLAS and tiles times),
 its time over that ideal and, for auto, what it picked. ``test_saved_for_backward``: the bytes a
 spike-fed layer keeps for backward (bits) against fp32 and 16-bit activations.
 
-Grids: a GPU run sweeps ``SHAPES`` x ``SPARSITY`` x fp16/bf16/fp32 (582 rows, ~4 min: ~0.3 s a row of
+Grids: a GPU run sweeps ``SHAPES`` x ``SPARSITY`` x fp16/bf16/fp32 (702 rows, ~4-5 min: ~0.3 s a row of
 do_bench and pytest-benchmark rounds, plus kernel compiles and autotuning); the GPU session
 (``SNNKERN_BENCH_SESSION=1``) the issue's layer M=8192 K=N=4096, random spikes, fp16 and fp32 weights at
-90/98/99.5/99.9% (48 rows, the sparsities its targets are stated at, within the spike_linear stage's
+90/98/99.5/99.9% (60 rows, the sparsities its targets are stated at, within the spike_linear stage's
 cap); a CPU run a tiny layer, the kernels under the Triton interpreter (TRITON_INTERPRET=1; without it
 those rows skip).
 """
@@ -45,9 +46,9 @@ KERNEL_IMPLS = ("gather", "tiles", "auto", "auto_norate", "auto_tf32")
 
 
 def impls(dtype: str, sparsity: float) -> list[str]:
-    out = ["gather", "tiles", "auto"] + ([] if SESSION else ["auto_norate"]) + ["cublas"]
+    out = ["gather", "tiles", "dense", "auto"] + ([] if SESSION else ["auto_norate"]) + ["cublas"]
     if dtype == "fp32":
-        out += ["cublas_tf32", "auto_tf32"]
+        out += ["dense_tf32", "cublas_tf32", "auto_tf32"]
     return out + (["csr"] if sparsity >= CSR_FROM else [])
 
 
@@ -156,6 +157,8 @@ def test_spike_sweep(benchmark, meta, shape, pattern, sparsity, dtype, impl):
             parts = weight_parts(w)  # cached by SpikeLinear in real use
             fn = lambda: spike_linear(bits, w, algorithm="tiles", weight_parts_cache=parts,  # noqa: E731
                                       backend=backend)
+        elif impl in ("dense", "dense_tf32"):  # spike_linear's cuBLAS path: unpacks the bits it is fed
+            fn = lambda: spike_linear(bits, w, algorithm="dense", backend=backend)  # noqa: E731
         elif impl in ("auto", "auto_tf32"):  # the rate known (SpikeLinear passes its previous call's)
             parts = weight_parts(w)
             fn = lambda: spike_linear(bits, w, algorithm="auto", rate=rate, weight_parts_cache=parts,  # noqa: E731
