@@ -18,7 +18,7 @@
 #   stage         cap s  quick  expected on the H200 (16 cores)
 #   setup            15     10  ~5: wheels from .whl/ into /tmp/site, nvidia-smi, versions
 #   build           160    150  ~120-150: snnkern._C for sm_90 (one nvcc translation unit, ~2 min on 2 cores)
-#   info             10      5  ~3: snnkern info (backends, extension status)
+#   info              8      5  ~3: snnkern info (backends, extension status)
 #   tests            60     35  ~40: python_tests -m "triton or gpu or cuda_ext" (656 tests), 8 xdist workers
 #   sanitize         20      -  ~15: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes)
 #   lif              60     30  ~40: copy probe + LIF T=16 N=2^22 fp32/bf16 fwd, fwd+bwd vs eager, snnTorch,
@@ -26,7 +26,7 @@
 #                               (quick: without the eager and snnTorch peers)
 #   compile_peer     30      -  ~25: the torch.compile loop peer (4 inductor compiles), alone so it cannot
 #                               starve the other rows
-#   spike_linear     45      -  ~30-35: the spike x weight sweep at M=8192 K=N=4096, fp16/fp32 weights,
+#   spike_linear     50      -  ~30-40: the spike x weight sweep at M=8192 K=N=4096, fp16/fp32 weights,
 #                               sparsity 90/98/99.5/99.9%: gather, tiles, dense, auto vs cuBLAS fp16/fp32/TF32
 #                               and CSR (60 rows, ~0.1 s each + ~15 s of kernel compiles and autotuning), bits
 #                               saved for backward; the train step at 99% (bench/test_spike_sweep.py and
@@ -34,7 +34,7 @@
 #   networks         35      -  ~30: seeds' MLP (T=4,8) and spiking VGG CNN (B=64, 32x32x3, T=4,8) train
 #                               step + inference vs the dense ANN and SpikingJelly; NVML W and J/sample
 #   swap_convert     15      -  ~12: swapped snnTorch/SpikingJelly models, converted CNN
-#   overhead         15      -  ~8: bench/test_overhead.py (host cost per call)
+#   overhead         12      -  ~8: bench/test_overhead.py (host cost per call)
 #   report           10     10  ~4: bench.report (tables + plots) and bench.summary
 #   (pack)        10 kept   10  tar + the $OUT check
 #   total          =480    240
@@ -86,8 +86,8 @@ else
   STAGES=(setup build info tests sanitize lif compile_peer spike_linear networks swap_convert overhead report)
   BUDGET=${GPU_SESSION_BUDGET:-480}
 fi
-declare -A CAP=([setup]=15 [build]=160 [info]=10 [tests]=60 [sanitize]=20 [lif]=60 [compile_peer]=30
-                [spike_linear]=45 [networks]=35 [swap_convert]=15 [overhead]=15 [report]=10)
+declare -A CAP=([setup]=15 [build]=160 [info]=8 [tests]=60 [sanitize]=20 [lif]=60 [compile_peer]=30
+                [spike_linear]=50 [networks]=35 [swap_convert]=15 [overhead]=12 [report]=10)
 [ $QUICK = 1 ] && CAP+=([setup]=10 [build]=150 [info]=5 [tests]=35 [lif]=30 [report]=10)
 [ $DRY = 1 ] && for s in "${!CAP[@]}"; do CAP[$s]=120; done  # CPU subsets; caps still enforced
 PACK_RESERVE=10
