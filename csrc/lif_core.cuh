@@ -1,8 +1,9 @@
-// The LIF/IF neuron, one neuron at a time: the same arithmetic, in the same order, as the Triton
-// kernels in snnkern/ops/lif/kernels.py (and the backward's load schedule: a chunk's loads before its
-// stores). Host and device share this code, so the extension's CPU path (run by
-// CI) checks the very functions its CUDA kernels run. Built with -fmad=false / -ffp-contract=off:
-// no FMA contraction, so spikes and membranes are bitwise equal to the PyTorch reference.
+// The LIF/IF neuron: the same arithmetic, in the same order, as the Triton kernels in
+// snnkern/ops/lif/kernels.py (and their load schedules: the forward's next step loaded before this
+// step's stores, a backward chunk's loads before its stores). Host and device share this code, so the
+// extension's CPU path (run by CI) checks the very functions its CUDA kernels run. Built with
+// -fmad=false / -ffp-contract=off: no FMA contraction, so spikes and membranes are bitwise equal to the
+// PyTorch reference.
 #pragma once
 
 #include <cmath>
@@ -105,20 +106,79 @@ SNN_HD_OUTLINED float surrogate_grad(float x, float alpha, int kind) {
   }
 }
 
+// V values moved by one access of V * sizeof(T) bytes (4 floats: LDG/STG.E.128; 4 halves: .64; 4 bytes: one
+// 32-bit word), so the address must be a multiple of that size.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+template <int V, typename T>
+SNN_HD Pack<T, V> load_pack(const T* p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+
+template <int V, typename T>
+SNN_HD void store_pack(T* p, const Pack<T, V>& value) {
+  *reinterpret_cast<Pack<T, V>*>(p) = value;
+}
+
+static_assert((kChunk & (kChunk - 1)) == 0, "kChunk must be a power of two");
+
+// The forward of the V adjacent neurons n .. n+V-1, each with the arithmetic of step() in the same order
+// whatever V is. Every row access moves the V neurons' values at once, so with V > 1 the caller
+// guarantees n and N multiples of V and every pointer aligned to V of its elements (lif_fwd_native checks,
+// and falls back to V = 1 when they are not). The next step's inputs are loaded before this step's stores:
+// one load in flight while a step computes, not waiting behind stores it might alias (the last step
+// re-reads its own row: in bounds, never used).
+template <int V, typename xT, typename sT>
+SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restrict__ x, const float* __restrict__ v0,
+                            Param beta_p, Param thr_p, sT* __restrict__ spikes, float* __restrict__ v_last,
+                            float* __restrict__ v_seq, float* __restrict__ ckpt, const LifSpec& p) {
+  float beta[V], thr[V], omb[V], leak[V], state[V];
+  const Pack<float, V> init = v0 ? load_pack<V>(v0 + n) : Pack<float, V>{};
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    beta[j] = beta_p.at(n + j), thr[j] = thr_p.at(n + j);
+    omb[j] = 1.f - beta[j], leak[j] = omb[j] * p.v_reset;
+    state[j] = v0 ? init.v[j] : p.v_init;
+  }
+  Pack<xT, V> x_next = load_pack<V>(x + n);
+  int64_t row = n, ckpt_row = n;  // t * N + n; (c - 1) * N + n for the checkpoint of chunk c
+  for (int64_t t = 0; t < T; ++t) {
+    const Pack<xT, V> xt = x_next;
+    const int64_t next = t + 1 < T ? row + N : row;
+    x_next = load_pack<V>(x + next);
+    Pack<float, V> st;
+    if (ckpt && t > 0 && (t & (kChunk - 1)) == 0) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) st.v[j] = state[j];
+      store_pack(ckpt + ckpt_row, st);
+      ckpt_row += N;
+    }
+    Pack<sT, V> s;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float sj;
+      step(state[j], static_cast<float>(xt.v[j]), beta[j], omb[j], leak[j], thr[j], p, sj, state[j]);
+      s.v[j] = static_cast<sT>(sj);
+      st.v[j] = state[j];
+    }
+    store_pack(spikes + row, s);
+    if (v_seq) store_pack(v_seq + row, st);
+    row = next;
+  }
+  Pack<float, V> last;
+#pragma unroll
+  for (int j = 0; j < V; ++j) last.v[j] = state[j];
+  store_pack(v_last + n, last);
+}
+
+// One neuron (V = 1): what runs, on the GPU and on the CPU, where rows are not aligned to a vector.
 template <typename xT, typename sT>
 SNN_HD void forward_neuron(int64_t n, int64_t N, int64_t T, const xT* x, const float* v0, Param beta_p, Param thr_p,
                            sT* spikes, float* v_last, float* v_seq, float* ckpt, const LifSpec& p) {
-  const float beta = beta_p.at(n), thr = thr_p.at(n);
-  const float omb = 1.f - beta, leak = omb * p.v_reset;
-  float state = v0 ? v0[n] : p.v_init;
-  for (int64_t t = 0; t < T; ++t) {
-    if (ckpt && t > 0 && t % kChunk == 0) ckpt[(t / kChunk - 1) * N + n] = state;
-    float s;
-    step(state, static_cast<float>(x[t * N + n]), beta, omb, leak, thr, p, s, state);
-    spikes[t * N + n] = static_cast<sT>(s);
-    if (v_seq) v_seq[t * N + n] = state;
-  }
-  v_last[n] = state;
+  forward_neurons<1, xT, sT>(n, N, T, x, v0, beta_p, thr_p, spikes, v_last, v_seq, ckpt, p);
 }
 
 // The backward of one neuron: recompute each chunk of kChunk steps from its checkpoint (values kept

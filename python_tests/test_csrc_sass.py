@@ -1,10 +1,19 @@
-"""The C++/CUDA LIF kernels' machine code, read from the built extension (sm_90 SASS, no GPU needed):
-the backward issues every load of a chunk before the chunk's first store and keeps enough bytes in
-flight at its occupancy, like the Triton kernels (test_kernel_compile.py); nothing spills.
+"""The C++/CUDA LIF kernels' machine code, read from the built extension (sm_90 SASS, no GPU needed).
 
-Before this schedule (loads of grad_spikes/grad_v_seq in the reverse walk, each behind the previous
-step's grad_x store) the same check read 174 loads between stores and 90 registers in every
-backward variant: the guard below fails on that kernel."""
+Forward: where rows are aligned (4 | N, every base aligned) the launcher runs the vector instantiation,
+4 neurons a thread: x moves 16 bytes a load in fp32 (8 in bf16/fp16), fp32 outputs 16 bytes a store and
+spikes 4 x their size; the next step's x is loaded before this step's stores; at most 48 registers (40
+warps per SM). The old forward (one neuron a thread, the only instantiation) fails each of these: 4-byte
+loads and stores (2-byte bf16/fp16 loads, 1-byte uint8/bool spikes), one load issued between the
+stores of each unrolled step pair (loads_between_stores 1), 8 KB in flight per SM in fp32; unbounded,
+the vector kernel took 52 registers with uint8 or bool spikes (32 warps per SM).
+
+Backward: it issues every load of a chunk before the chunk's first store and keeps enough bytes in
+flight at its occupancy, like the Triton kernels (test_kernel_compile.py). Before this schedule (loads of
+grad_spikes/grad_v_seq in the reverse walk, each behind the previous step's grad_x store) the same check
+read 174 loads between stores and 90 registers in every backward variant.
+
+Nothing spills, in any variant."""
 import glob
 import os
 import re
@@ -36,21 +45,58 @@ def _kernels() -> dict:
     out = {}
     for block in sass.split("Function : ")[1:]:
         name = block.split("\n", 1)[0].strip()
-        kind = re.search(r"(lif_fwd_kernel|lif_bwd_kernel)I(\w+?)EEvll", name)
+        # lif_fwd_kernel<V, xT, sT> (the forward of a build before the vector kernel: <xT, sT>, V = 1)
+        kind = re.search(r"(lif_fwd_kernel|lif_bwd_kernel)I(?:Li(\d+)E)?(\w+?)EEvll", name)
         if kind:
             regs, stack = resources[name]
-            out[(kind.group(1), kind.group(2))] = (sass_model.analyze(block, regs, THREADS // 32), regs, stack)
+            key = (kind.group(1), int(kind.group(2) or 1), kind.group(3))
+            out[key] = (sass_model.analyze(block, regs, THREADS // 32), regs, stack, block)
     assert out, "no LIF kernel found in the extension's SASS"
     return out
+
+
+def _types(mangled: str) -> tuple:
+    """(bytes of an x element, bytes of a spike) from the mangled <xT, sT> of a kernel."""
+    x = 4 if mangled.startswith("f") else 2  # float, or c10::Half / c10::BFloat16
+    s = {"h": 1, "b": 1}.get(mangled[-1], x)  # uint8_t, bool, or xT itself
+    return x, s
+
+
+def test_cpp_forward_moves_whole_vectors_and_keeps_the_next_load_in_flight():
+    kernels = _kernels()
+    forward = {k: v for k, v in kernels.items() if k[0] == "lif_fwd_kernel"}
+    # what the launcher runs on aligned rows: the widest instantiation of each (x dtype, spike dtype)
+    widest = {}
+    for (_, vec, types), v in forward.items():
+        if vec >= widest.get(types, (0,))[0]:
+            widest[types] = (vec, *v)
+    assert len(widest) == 9  # x in fp32, bf16, fp16; spikes in x's dtype, uint8, bool
+    for types, (vec, a, regs, stack, block) in widest.items():
+        x_bytes, s_bytes = _types(types)
+        assert a["loop_load_bytes"] == [4 * x_bytes], (types, a)  # x: LDG.E.128 fp32, LDG.E.64 bf16/fp16
+        # stores: fp32 v_seq / checkpoints / v_last 16 bytes, spikes 4 of them in one access
+        assert a["store_bytes"] == sorted({16, 4 * s_bytes}), (types, a)
+        # in the loop, one spike store per step (one x load per step) is all that is narrower than 16 bytes
+        body = sass_model.loop_body(sass_model.parse(block))
+        narrow = [sass_model.access_bytes(op) for _a, op, _g in body
+                  if op.startswith("STG") and sass_model.access_bytes(op) != 16]
+        assert narrow == ([] if s_bytes == 4 else [4 * s_bytes] * a["loop_loads"]), (types, narrow)
+        assert a["loads_between_stores"] == 0, (types, a)  # step t+1's load is issued before step t's stores
+        assert stack == 0, (types, "spills")
+        assert regs <= 48 and a["warps_per_sm"] >= 40, (types, regs)  # __launch_bounds__(256, 5)
+        assert vec == 4, (types, "no vector kernel")
+        if x_bytes == 4:
+            assert a["kb_in_flight_per_sm"] >= 16, (types, a)
+    for (_, vec, types), (_a, _regs, stack, _b) in forward.items():  # the scalar kernels too
+        assert stack == 0, (types, vec, "spills")
 
 
 def test_cpp_backward_loads_its_chunk_before_storing_and_keeps_bytes_in_flight():
     kernels = _kernels()
     backward = {k: v for k, v in kernels.items() if k[0] == "lif_bwd_kernel"}
     assert len(backward) == 3  # fp32, bf16, fp16
-    for (_, types), (a, regs, stack) in backward.items():
+    for (_, _vec, types), (a, regs, stack, _block) in backward.items():
         assert stack == 0, (types, "spills")
         assert a["loads_between_stores"] == 0, (types, a)
         assert a["warps_per_sm"] >= 16, (types, regs)  # __launch_bounds__(256, 2): <= 128 registers
         assert a["kb_in_flight_per_sm"] >= 12, (types, a)
-
