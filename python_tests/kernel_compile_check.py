@@ -14,6 +14,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from triton.backends.compiler import GPUTarget
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gather_walk_baseline  # noqa: E402
 import sass_model  # noqa: E402
+import spike_tiles_baseline  # noqa: E402
 
 from snnkern.ops.lif import kernels as L  # noqa: E402
 from snnkern.ops.lif.spec import MAX_CHUNK  # noqa: E402
@@ -32,7 +34,7 @@ from snnkern.ops import spike_pack as SP  # noqa: E402
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 CUOBJDUMP = os.path.join(BIN, "cuobjdump")
 
-INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET")
+INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET", "NBLK", "KS", "NS")
 
 
 def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=(),
@@ -123,24 +125,58 @@ def gather_load_windows(sass: str) -> dict:
     return {"window_loads": [w[0] for w in windows], "window_wide_loads": [w[1] for w in windows]}
 
 
+def tiles_pipeline(sass: str) -> dict:
+    """The tiles kernels' hot loop: the bytes a thread copies to shared memory asynchronously per step
+    (cp.async: ``LDGSTS``), the copy groups its wait leaves in flight (``DEPBAR.LE SB0, n``: the largest n in
+    the loop; -1 without a wait) and its tensor-core instructions. A pipelined step waits for its own tiles
+    while the next steps' copies are still on their way (n >= 1)."""
+    body = sass_model.loop_body(sass_model.parse(sass))
+    waits = [int(m.group(1), 16) for _a, op, g in body if op == "DEPBAR.LE"
+             for m in [re.match(r"SB0,\s*(0x[0-9a-f]+|\d+)", g)] if m]
+    return {"loop_async_bytes": sum(sass_model.access_bytes(op) for _a, op, _g in body if op.startswith("LDGSTS")),
+            "loop_async_wait": max(waits, default=-1),
+            "loop_mma": sum(1 for _a, op, _g in body if op.startswith(("HGMMA", "HMMA")))}
+
+
+def tiles_hook(operand_bytes: int):
+    """tiles_pipeline plus the bytes per thread of the operand tile that must come by cp.async (weight parts
+    in the forward, dY in grad_weight)."""
+    return lambda sass: {**tiles_pipeline(sass), "operand_bytes": operand_bytes}
+
+
 def spike_variants():
     """(kind, kernel, constexprs, warps, dtype, pointers, stages, tile config index or variant name[,
     compile_variant options])"""
+    sizes = {"bf16": 2, "fp16": 2, "fp32": 4}
     for precision, configs in SL.TILE_CONFIGS.items():  # every shape the autotuner may pick
         for i, (bm, bn, bk, warps, stages) in enumerate(configs):
             tile = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-            config = f"{precision}:{i}"
+            threads = 32 * warps
             weights = (("bf16", 3),) if precision == "fp32" else (("bf16", 1), ("fp16", 1))
-            for wdtype, parts in weights:
-                out = "fp32" if parts == 3 else wdtype
-                yield ("spike_tiles", SL._spike_mm_tiles_kernel,
-                       dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, **tile), warps, wdtype,
-                       {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out}, stages, config)
             grads = (("fp32", True),) if precision == "fp32" else (("bf16", False), ("fp16", False))
-            for gdtype, split in grads:
-                yield ("spike_grad_w_tiles", SL._spike_grad_w_tiles_kernel,
-                       dict(SPLIT=split, UPCAST_DOT=False, **tile), warps, gdtype,
-                       {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype}, stages, config)
+            # the shipped kernels with K and N multiples of 16 (as a typical layer's widths specialize them), and
+            # with odd widths (no hint; the launcher pads the rows the kernels load to 8 elements, so they are
+            # pipelined alike); and the kernels they replaced (``baseline:``, typical widths; not shipped), which
+            # the pipelining guard must reject
+            for config, module, div16 in ((f"{precision}:{i}", SL, ("K", "N")), (f"{precision}:{i}:odd", SL, ()),
+                                          (f"baseline:{precision}:{i}", spike_tiles_baseline, ("K", "N"))):
+                sched = {"sched_ptr": "i32"} if module is SL else {}
+                for wdtype, parts in weights:
+                    out = "fp32" if parts == 3 else wdtype
+                    yield ("spike_tiles", module._spike_mm_tiles_kernel,
+                           dict(PARTS=parts, HAS_BIAS=True, UPCAST_DOT=False, **tile), warps, wdtype,
+                           {"p_ptr": "i32", "w_ptr": wdtype, "b_ptr": out, "y_ptr": out, **sched}, stages, config,
+                           {"div16": div16, "sass_hook": tiles_hook(bk * bn * 2 * parts // threads)})
+                for gdtype, split in grads:
+                    yield ("spike_grad_w_tiles", module._spike_grad_w_tiles_kernel,
+                           dict(SPLIT=split, UPCAST_DOT=False, **tile), warps, gdtype,
+                           {"p_ptr": "i32", "g_ptr": gdtype, "gw_ptr": gdtype, **sched}, stages, config,
+                           {"div16": div16, "sass_hook": tiles_hook(bm * bn * sizes[gdtype] // threads)})
+    yield ("tiles_schedule", SP._row_any_kernel, dict(ROWS=SP.SCHED_ROWS, CHUNK_W=SP.SCHED_CHUNK_W), 4, "i32",
+           {"p_ptr": "i32", "flag_ptr": "i32", "cnt_ptr": "i32", "union_ptr": "i32"}, 3, None, {})
+    yield ("tiles_schedule", SP._schedule_kernel,
+           dict(ROWS=SP.SCHED_COMPACT, SUB=SP.SCHED_ROWS, BLOCK_C=SP.SCHED_COUNTS, CHUNK_W=SP.SCHED_CHUNK_W), 4, "i32",
+           {"flag_ptr": "i32", "cnt_ptr": "i32", "sched_ptr": "i32"}, 3, None, {})
     yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K, WORDS=SP.TRANSPOSE_WORDS), 4, "i32",
            {"p_ptr": "i32", "q_ptr": "i32"}, 3, None)
     # the gather algorithm: its hot kernel per weight dtype (N a multiple of 16, as a typical layer's width
@@ -188,7 +224,7 @@ def print_table(results, out):
     """The bytes-in-flight model per sm_90 variant: registers -> warps/SM -> loads in flight -> KB/SM."""
     cols = ("kernel", "dtype", "delayed", "reset", "param_grads", "config", "REG", "STACK", "load_bytes", "store_bytes",
             "loop_load_windows", "loads_between_stores", "warps_per_sm", "bytes_in_flight_per_thread",
-            "kb_in_flight_per_sm")
+            "kb_in_flight_per_sm", "loop_async_bytes", "loop_async_wait")
     print("  ".join(cols), file=out)
     for r in results:
         if r["arch"] == 90:

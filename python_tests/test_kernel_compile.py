@@ -14,7 +14,7 @@ sys.path.insert(0, HERE)
 import sass_model  # noqa: E402
 
 KINDS = ("fwd", "fwd_odd_n", "fwd_packed", "bwd", "bwd_learn", "bwd_all", "spike_tiles", "spike_grad_w_tiles",
-         "transpose_bits", "spike_gather", "pack", "unpack")
+         "tiles_schedule", "transpose_bits", "spike_gather", "pack", "unpack")
 BACKWARD_KINDS = ("bwd", "bwd_learn", "bwd_all")
 # Bytes in flight an H100/H200 SM needs to approach its memory bandwidth (latency x bandwidth per SM).
 MIN_KB_IN_FLIGHT = 12.0
@@ -142,3 +142,32 @@ def test_gather_loads_a_steps_weight_rows_before_adding_them(results):
         assert max(r["window_loads"]) == 1, r
     active = [r for r in rows if r["config"] == "active_inputs"]
     assert len(active) == 1 and active[0]["STACK"] == 0
+
+
+# ---- spike_linear's tiles ---------------------------------------------------------------------------------
+
+def tiles_loads_pipelined(r) -> bool:
+    """The hot loop copies at least its operand tile (weight parts / dY) to shared memory by cp.async
+    (``LDGSTS``), waits for a step's copies while later steps' copies are still in flight
+    (``DEPBAR.LE SB0, n`` with n >= 1), runs its MMA in the same loop, and spills nothing."""
+    return (r["loop_async_bytes"] >= r["operand_bytes"] > 0 and r["loop_async_wait"] >= 1 and r["loop_mma"] > 0
+            and r["STACK"] == 0)
+
+
+def test_tiles_loads_are_pipelined(results):
+    """Both tiles kernels, every TILE_CONFIGS shape and dtype, typical and odd widths: the next steps' tiles
+    are in flight (cp.async) while a step's MMA runs, with no spill. The kernels they replaced (``baseline:``
+    rows: loads behind the empty-tile branch, compiled but not shipped) load through registers (LDG + STS,
+    no cp.async) and wait for nothing in flight, so the same guard rejects every one of them."""
+    from snnkern.ops.spike_linear import TILE_CONFIGS
+    rows = _sm90(results, "spike_tiles", "spike_grad_w_tiles")
+    new = [r for r in rows if not r["config"].startswith("baseline:")]
+    old = [r for r in rows if r["config"].startswith("baseline:")]
+    n_configs = sum(len(c) for c in TILE_CONFIGS.values())
+    assert len({r["config"] for r in new}) == 2 * n_configs and len({r["config"] for r in old}) == n_configs
+    for r in new:
+        assert tiles_loads_pipelined(r), f"tiles loads not pipelined: {r}"
+    for r in old:
+        assert not tiles_loads_pipelined(r), f"the guard does not tell the old tiles kernel apart: {r}"
+        assert r["loop_async_bytes"] == 0 and r["loop_async_wait"] == -1, r
+    assert all(r["STACK"] == 0 for r in _sm90(results, "tiles_schedule"))

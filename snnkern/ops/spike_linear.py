@@ -2,10 +2,19 @@
 
 Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
 
-- ``tiles``: a tensor-core GEMM whose A operand is unpacked from bits in registers; a tile of
-  BLOCK_M rows x BLOCK_K inputs with no spike is skipped (event-driven at tile granularity).  Spikes
-  are exactly 0/1 in bf16/fp16, so the products are exact; fp32 weights are split into three bf16
-  parts (hi + mid + lo == W to fp32 precision), so fp32 weights keep fp32 accuracy on tensor cores.
+- ``tiles``: a tensor-core GEMM whose A operand is unpacked from bits in registers. Spikes are exactly
+  0/1 in bf16/fp16, so the products are exact; fp32 weights are split into three bf16 parts (hi + mid +
+  lo == W to fp32 precision), so fp32 weights keep fp32 accuracy on tensor cores. It skips what is
+  silent at the granularity structured spikes have, from a schedule computed once per call from the bits
+  (``spike_pack.tiles_schedule_forward``: two small launches, one read of the bits, no host sync):
+  **rows** without a spike (a silent time step, a silent sample, any silent row, wherever it sits) are
+  ordered after the spiking ones, so a program whose BLOCK_M rows are all silent runs no K step and only
+  stores the bias; **words** (32 consecutive inputs) in which no row spiked (silent channels) are left out
+  of the K walk, so their weights are never read. Random independent spikes skip nothing this way (nor
+  did a per-tile test: a 64 x 64 tile is almost never empty) and pay only the schedule. Every K step loads
+  unconditionally (no branch in the loop), so Triton's pipeliner keeps the next steps' spike words and
+  weight tiles in flight (cp.async into shared memory) while a step's MMA runs; for that, rows must start
+  16-byte aligned: a weight whose K is not a multiple of 8 is padded by a copy per call.
 - ``gather``: the event-driven kernel proper, in two launches. First, per block of GATHER_ROWS rows
   (time steps x batch of one layer), the inputs that spiked in any of its rows are compacted into an
   index list (``spike_pack.active_inputs_forward``; padding bits past K never enter it). Then each
@@ -18,8 +27,10 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
 
 Autograd (registered on the op): the forward saves the bits, never the dense spikes;
 grad_input = dY @ W (dense: the upstream neuron needs it), grad_bias = dY.sum(0), and
-grad_weight = dY.T @ S read from the bits by the forward's algorithm: ``tiles`` skips the row
-blocks of S with no spike (dY split into bf16 parts in registers, as W is in the forward);
+grad_weight = dY.T @ S read from the bits by the forward's algorithm: ``tiles`` walks only the rows
+of S with a spike (same schedule; dY of a silent row is never read) and skips the column blocks of inputs
+that never spiked (their gradient is zero), pipelined alike (dY split into bf16 parts in registers, as W
+is in the forward; dY padded to a multiple of 8 columns when it is not one);
 ``gather`` transposes the bits and, per input k, adds only the rows of dY where k spiked.
 Neither materialises the dense spikes. ``dense`` runs cuBLAS forward on the dense spikes, yet saves
 only the bits too (its grad_weight is the tiles kernel's).
@@ -32,7 +43,8 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._triton import HAS_TRITON, tl, triton
-from .spike_pack import active_inputs_forward, packed_words, transpose_packed_forward, unpack_forward
+from .spike_pack import (active_inputs_forward, packed_words, tiles_schedule_forward, transpose_packed_forward,
+                         unpack_forward)
 
 ALGORITHMS = ("tiles", "gather", "dense")
 # Tile shapes (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of the two tensor-core kernels, per operand
@@ -41,7 +53,7 @@ ALGORITHMS = ("tiles", "gather", "dense")
 # up to a power of two, N, K, ...) and keeps the fastest; the CPU interpreter (CI) runs the first.
 # Only shapes whose sm_80 and sm_90 builds spill nothing are listed (kernel_compile_check.py guards it).
 TILE_CONFIGS = {
-    "16bit": ((64, 64, 64, 8, 2), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3)),
+    "16bit": ((64, 64, 64, 8, 3), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3)),
     "fp32": ((64, 64, 32, 8, 3), (64, 32, 32, 4, 3), (32, 64, 32, 4, 3)),
 }
 # The gather kernel's program: GATHER_ROWS output rows x GATHER_N outputs, GATHER_I active inputs per step
@@ -54,37 +66,63 @@ GATHER_ROWS, GATHER_N, GATHER_I, GATHER_WARPS, GATHER_STAGES = 16, 128, 32, 4, 1
 @triton.jit
 def _spike_mm_tiles_kernel(
     p_ptr,  # [M, W] int32 packed spikes
-    w_ptr,  # [PARTS, N, K] weight parts (bf16/fp16), contiguous
+    w_ptr,  # [PARTS, N, KS] weight parts (bf16/fp16), contiguous: row n holds W[n, :K], then padding
     b_ptr,  # [N] bias (if HAS_BIAS)
     y_ptr,  # [M, N] output
+    sched_ptr,  # [2 + M + 2W] int32 (spike_pack.tiles_schedule_forward): spiking rows first, then active words
     M, N, K, W,
+    KS,  # the weight parts' row stride: a multiple of 8, so every row starts 16-byte aligned (cp.async's width)
     M_BUCKET,  # next power of two >= M: only the autotuner's key (not read)
     PARTS: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    WORDS: tl.constexpr = BLOCK_K // 32  # active words per step
+    KS = KS // 8 * 8  # == KS: tells the compiler
+    n_rows = tl.load(sched_ptr)  # rows with a spike: the first n_rows entries of the row order
+    n_words = tl.load(sched_ptr + 1)  # words with a spike in some row
+    # this program's BLOCK_M slots of the row order: spiking rows first, so a block of silent rows
+    # (a silent time step, silent samples, wherever they are) runs no step at all and stores the bias
+    slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    # int32 across the loop (fewer registers live), int64 where an address is formed
+    rows = tl.load(sched_ptr + 2 + slots, mask=slots < M, other=-1)  # -1: past the last row
+    live = slots < n_rows
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < N
+    steps = tl.where(tl.program_id(0) * BLOCK_M < n_rows, tl.cdiv(n_words, WORDS), 0)
+    jj = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for kb in range(0, tl.cdiv(K, BLOCK_K)):
-        ks = kb * BLOCK_K + tl.arange(0, BLOCK_K)
-        # each column reads the word holding its bit (32 columns share a word: L1 hits), which keeps
-        # the tile 2-D and the registers low (a [M, words, 32] unpack spills)
-        words = tl.load(p_ptr + offs_m[:, None] * W + (ks // 32)[None, :],
-                        mask=(offs_m < M)[:, None] & (ks < K)[None, :], other=0)
-        if tl.max(tl.where(words != 0, 1, 0)) > 0:  # no spike in this tile: nothing to add
-            a = (words >> (ks % 32)[None, :].to(tl.int32)) & 1
-            w_ptrs = w_ptr + offs_n[None, :] * K + ks[:, None]  # W.T tile [BLOCK_K, BLOCK_N]
-            w_mask = (ks < K)[:, None] & (offs_n < N)[None, :]
-            for part in tl.static_range(PARTS):
-                wt = tl.load(w_ptrs + part * N * K, mask=w_mask, other=0.0)
-                if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 operands give the same sums
-                    acc = tl.dot(a.to(tl.float32), wt.to(tl.float32), acc, input_precision="ieee")
-                else:
-                    acc = tl.dot(a.to(wt.dtype), wt, acc)
+    # Every step loads unconditionally, so Triton's pipeliner keeps the next step's loads (cp.async into
+    # shared memory) in flight while this step's MMA runs; words no row spiked in are not in the list.
+    # The word list is read one step ahead, by hand: a step's tile addresses then come from a register, not
+    # from a load of the same step, and the pipeliner keeps NUM_STAGES - 1 steps of tiles in flight.
+    kw_next = tl.load(sched_ptr + 2 + M + jj // 32, mask=jj // 32 < n_words, other=0)
+    for step in range(0, steps):
+        wi = step * WORDS + jj // 32
+        kw = kw_next  # each column's word (32 columns share one)
+        kw_next = tl.load(sched_ptr + 2 + M + wi + WORDS, mask=wi + WORDS < n_words, other=0)
+        # runs of 32 consecutive inputs starting at a multiple of 32: lets the weight loads be 16 bytes wide
+        ks = tl.max_contiguous(tl.multiple_of(kw * 32 + jj % 32, 32), 32)
+        k_ok = (wi < n_words) & (ks < K)
+        # each column reads the word holding its bit (32 columns share a word: L1 hits), which keeps the
+        # tile 2-D (a [M, words, 32] unpack costs layout shuffles)
+        words = tl.load(p_ptr + rows.to(tl.int64)[:, None] * W + kw[None, :], mask=live[:, None] & k_ok[None, :],
+                        other=0)
+        a = (words >> (jj % 32)[None, :]) & 1
+        w_ptrs = w_ptr + offs_n.to(tl.int64)[None, :] * KS + ks[:, None]  # W.T tile [BLOCK_K, BLOCK_N]
+        # bounded by KS, not K: the padding columns hold zeros, and a bound that is a multiple of 8 keeps the
+        # mask uniform over each 16-byte load
+        w_mask = ((wi < n_words) & (ks < KS))[:, None] & n_ok[None, :]
+        for part in tl.static_range(PARTS):
+            wt = tl.load(w_ptrs + part * N.to(tl.int64) * KS, mask=w_mask, other=0.0)
+            if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 operands give the same sums
+                acc = tl.dot(a.to(tl.float32), wt.to(tl.float32), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a.to(wt.dtype), wt, acc)
     if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=(offs_m < M)[:, None] & (offs_n < N)[None, :])
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    # masked by the row (-1 past the last), not by the slot: the slots need not stay live across the loop
+    tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=(rows >= 0)[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -129,53 +167,71 @@ def _spike_mm_gather_kernel(
         ks = ks_next
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rows[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
+    tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
              mask=row_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
 def _spike_grad_w_tiles_kernel(
     p_ptr,  # [M, W] int32 packed spikes S
-    g_ptr,  # [M, N] dY, contiguous
+    g_ptr,  # [M, NS] dY, contiguous: row m holds dY[m, :N], then padding
     gw_ptr,  # [N, K] grad_weight out = dY.T @ S
+    sched_ptr,  # [2 + M + 2W] int32 (spike_pack.tiles_schedule_forward): spiking rows first, words' union
     M, N, K, W,
+    NS,  # dY's row stride: a multiple of 8, so every row starts 16-byte aligned (cp.async's width)
     M_BUCKET,  # next power of two >= M: only the autotuner's key (not read)
     SPLIT: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
+    WORDS: tl.constexpr = BLOCK_K // 32
+    NS = NS // 8 * 8  # == NS: tells the compiler
     offs_n = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
+    n_ok, k_ok = offs_n < N, offs_k < K
+    n_rows = tl.load(sched_ptr)
+    # inputs that spiked in no row have a zero gradient: their column block runs no step
+    wk = tl.program_id(1) * WORDS + tl.arange(0, WORDS)
+    union = tl.load(sched_ptr + 2 + M + W + wk, mask=wk < W, other=0)
+    steps = tl.where(tl.max(tl.where(union != 0, 1, 0), 0) > 0, tl.cdiv(n_rows, BLOCK_M), 0)
     acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
-    for mb in range(0, tl.cdiv(M, BLOCK_M)):
-        ms = mb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
-        words = tl.load(p_ptr + ms[:, None] * W + (offs_k // 32)[None, :],
-                        mask=(ms < M)[:, None] & (offs_k < K)[None, :], other=0)
-        if tl.max(tl.where(words != 0, 1, 0)) > 0:  # rows of this block with no spike add nothing
-            s = (words >> (offs_k % 32)[None, :].to(tl.int32)) & 1  # [BLOCK_M, BLOCK_K]
-            g = tl.load(g_ptr + ms[:, None] * N + offs_n[None, :],
-                        mask=(ms < M)[:, None] & (offs_n < N)[None, :], other=0.0)
-            gt = tl.trans(g)  # [BLOCK_N, BLOCK_M]
-            if SPLIT:  # fp32 dY = hi + mid + lo in bf16 (24 significant bits): fp32 sums on tensor cores
-                hi = gt.to(tl.bfloat16)
-                r = gt - hi.to(tl.float32)
-                mid = r.to(tl.bfloat16)
-                lo = (r - mid.to(tl.float32)).to(tl.bfloat16)
-                if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; exact fp32 operands instead
-                    sf = s.to(tl.float32)
-                    acc = tl.dot(hi.to(tl.float32), sf, acc, input_precision="ieee")
-                    acc = tl.dot(mid.to(tl.float32), sf, acc, input_precision="ieee")
-                    acc = tl.dot(lo.to(tl.float32), sf, acc, input_precision="ieee")
-                else:
-                    sb = s.to(tl.bfloat16)
-                    acc = tl.dot(hi, sb, acc)
-                    acc = tl.dot(mid, sb, acc)
-                    acc = tl.dot(lo, sb, acc)
-            elif UPCAST_DOT:
-                acc = tl.dot(gt.to(tl.float32), s.to(tl.float32), acc, input_precision="ieee")
+    # only the rows with a spike, BLOCK_M a step, every load unconditional: the pipeliner keeps the next
+    # steps' tiles in flight while this one's MMA runs. The row order is read one step ahead, by hand (as the
+    # forward reads its word list).
+    ii = tl.arange(0, BLOCK_M)
+    ms_next = tl.load(sched_ptr + 2 + ii, mask=ii < n_rows, other=0)
+    for mb in range(0, steps):
+        slots = mb * BLOCK_M + ii
+        live = slots < n_rows
+        ms = ms_next.to(tl.int64)
+        ms_next = tl.load(sched_ptr + 2 + slots + BLOCK_M, mask=slots + BLOCK_M < n_rows, other=0)
+        words = tl.load(p_ptr + ms[:, None] * W + (offs_k // 32)[None, :], mask=live[:, None] & k_ok[None, :],
+                        other=0)
+        s = (words >> (offs_k % 32)[None, :].to(tl.int32)) & 1  # [BLOCK_M, BLOCK_K]
+        # bounded by NS (padding columns hold zeros): the mask stays uniform over each 16-byte load
+        g = tl.load(g_ptr + ms[:, None] * NS + offs_n[None, :], mask=live[:, None] & (offs_n < NS)[None, :],
+                    other=0.0)
+        gt = tl.trans(g)  # [BLOCK_N, BLOCK_M]
+        if SPLIT:  # fp32 dY = hi + mid + lo in bf16 (24 significant bits): fp32 sums on tensor cores
+            hi = gt.to(tl.bfloat16)
+            r = gt - hi.to(tl.float32)
+            mid = r.to(tl.bfloat16)
+            lo = (r - mid.to(tl.float32)).to(tl.bfloat16)
+            if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; exact fp32 operands instead
+                sf = s.to(tl.float32)
+                acc = tl.dot(hi.to(tl.float32), sf, acc, input_precision="ieee")
+                acc = tl.dot(mid.to(tl.float32), sf, acc, input_precision="ieee")
+                acc = tl.dot(lo.to(tl.float32), sf, acc, input_precision="ieee")
             else:
-                acc = tl.dot(gt, s.to(gt.dtype), acc)
+                sb = s.to(tl.bfloat16)
+                acc = tl.dot(hi, sb, acc)
+                acc = tl.dot(mid, sb, acc)
+                acc = tl.dot(lo, sb, acc)
+        elif UPCAST_DOT:
+            acc = tl.dot(gt.to(tl.float32), s.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(gt, s.to(gt.dtype), acc)
     tl.store(gw_ptr + offs_n[:, None] * K + offs_k[None, :], acc.to(gw_ptr.dtype.element_ty),
-             mask=(offs_n < N)[:, None] & (offs_k < K)[None, :])
+             mask=n_ok[:, None] & k_ok[None, :])
 
 
 def _pow2(n: int) -> int:
@@ -217,6 +273,14 @@ def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
     else:
         bm, bn, bk, warps, _stages = TILE_CONFIGS[precision][0]
         kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+
+
+def aligned_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (contiguous) with its last dimension padded to a multiple of 8 elements: the tiles kernels load
+    rows 16 bytes at a time by cp.async, which needs every row 16-byte aligned. A width already a multiple of
+    8 (most layers) costs nothing; another costs one copy per call."""
+    width = t.shape[-1]
+    return t if width % 8 == 0 else torch.nn.functional.pad(t, (0, -width % 8))
 
 
 def _truncate_to_bf16(w: torch.Tensor) -> torch.Tensor:
@@ -294,11 +358,11 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
             ROWS=GATHER_ROWS, BLOCK_N=GATHER_N, BLOCK_I=GATHER_I, num_warps=GATHER_WARPS,
             num_stages=GATHER_STAGES)
     else:
-        parts = weight_parts(weight) if parts is None else parts
+        parts = aligned_rows(weight_parts(weight) if parts is None else parts)
         launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",
                      lambda bm, bn, bk: (_cdiv(M, bm), _cdiv(N, bn)),
-                     bits, parts, b, y, M, N, k, W, _pow2(M), PARTS=parts.shape[0],
-                     HAS_BIAS=bias is not None, UPCAST_DOT=not bits.is_cuda)
+                     bits, parts, b, y, tiles_schedule_forward(bits, k), M, N, k, W, parts.shape[2], _pow2(M),
+                     PARTS=parts.shape[0], HAS_BIAS=bias is not None, UPCAST_DOT=not bits.is_cuda)
     return y
 
 
@@ -313,12 +377,13 @@ def spike_grad_weight_forward(bits, k, grad_y, algorithm):
         bits_t = transpose_packed_forward(bits.contiguous(), k)
         return spike_linear_forward(bits_t, M, grad_y.t(), None, "gather").t().contiguous()
     gw = torch.empty((N, k), dtype=grad_y.dtype, device=grad_y.device)
-    if gw.numel() == 0:
-        return gw
+    if gw.numel() == 0 or M == 0:
+        return gw.zero_()
+    bits, g = bits.contiguous(), aligned_rows(grad_y)
     launch_tiles(_spike_grad_w_tiles_kernel, _spike_grad_w_tiles_tuned,
                  "fp32" if grad_y.dtype == torch.float32 else "16bit",
                  lambda bm, bn, bk: (_cdiv(N, bn), _cdiv(k, bk)),
-                 bits.contiguous(), grad_y, gw, M, N, k, bits.shape[1], _pow2(M),
+                 bits, g, gw, tiles_schedule_forward(bits, k), M, N, k, bits.shape[1], g.shape[1], _pow2(M),
                  SPLIT=grad_y.dtype == torch.float32, UPCAST_DOT=not bits.is_cuda)
     return gw
 

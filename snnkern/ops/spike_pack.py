@@ -14,6 +14,10 @@ WORD_BITS = 32
 PACK_BLOCK_W = 64  # words per program
 TRANSPOSE_BLOCK_K, TRANSPOSE_WORDS = 32, 8  # columns and output words per program of the bit transpose
 ACTIVE_CHUNK_W = 32  # words (1024 inputs) per step of the active-input compaction
+# The tiles schedule (``tiles_schedule_forward``): SCHED_ROWS rows per program of the any-spike scan,
+# SCHED_COMPACT rows per program of the row partition (a multiple of SCHED_ROWS), SCHED_CHUNK_W words a step.
+SCHED_ROWS, SCHED_COMPACT, SCHED_CHUNK_W = 64, 1024, 32
+SCHED_COUNTS = 1024  # per-block counts the row partition sums a step
 
 
 def packed_words(K: int) -> int:
@@ -123,6 +127,116 @@ def active_inputs_forward(p: torch.Tensor, K: int, rows: int) -> tuple[torch.Ten
     if blocks and W:
         _active_inputs_kernel[(blocks,)](p.contiguous(), idx, cnt, M, K, W, ROWS=rows, CHUNK_W=ACTIVE_CHUNK_W)
     return idx, cnt
+
+
+@triton.jit
+def _valid_bits(ws, K):
+    """Per word index: the mask of its bits that are inputs < K (padding bits past K are not spikes)."""
+    left = K - ws * 32
+    return tl.where(left >= 32, -1, (1 << tl.maximum(tl.minimum(left, 31), 0)) - 1)
+
+
+@triton.jit
+def _row_any_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    flag_ptr,  # [M] int32 out: 1 where the row has a spike (bits < K)
+    cnt_ptr,  # [cdiv(M, ROWS)] int32 out: spiking rows per block
+    union_ptr,  # [W] int32, zeroed: OR of every row's words (atomically, only nonzero words)
+    M, K, W,
+    ROWS: tl.constexpr, CHUNK_W: tl.constexpr,
+):
+    blk = tl.program_id(0)
+    rows = blk.to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    any_ = tl.zeros([ROWS], tl.int32)
+    for w0 in range(0, W, CHUNK_W):
+        ws = w0 + tl.arange(0, CHUNK_W)
+        words = tl.load(p_ptr + rows[:, None] * W + ws[None, :], mask=(rows < M)[:, None] & (ws < W)[None, :], other=0)
+        words = words & _valid_bits(ws, K)[None, :]
+        any_ = any_ | tl.max(tl.where(words != 0, 1, 0), axis=1)
+        u = tl.reduce(words, 0, _or)
+        tl.atomic_or(union_ptr + ws, u, mask=(ws < W) & (u != 0))
+    tl.store(flag_ptr + rows, any_, mask=rows < M)
+    tl.store(cnt_ptr + blk, tl.sum(any_, 0))
+
+
+@triton.jit
+def _schedule_kernel(
+    flag_ptr,  # [M] int32: row has a spike (_row_any_kernel)
+    cnt_ptr,  # [NBLK] int32: spiking rows per block of SUB rows
+    sched_ptr,  # [2 + M + 2W] int32: see tiles_schedule_forward; its union part filled by _row_any_kernel
+    M, W, NBLK,
+    ROWS: tl.constexpr,  # rows per program (a multiple of SUB)
+    SUB: tl.constexpr,  # rows per block of cnt
+    BLOCK_C: tl.constexpr,  # counts read a step
+    CHUNK_W: tl.constexpr,
+):
+    blk = tl.program_id(0)
+    first = blk * (ROWS // SUB)  # blocks of cnt before this program's rows
+    cs = tl.arange(0, BLOCK_C)
+    before = tl.sum(tl.zeros([BLOCK_C], tl.int32), 0)
+    total = before
+    for c0 in range(0, NBLK, BLOCK_C):
+        c = tl.load(cnt_ptr + c0 + cs, mask=c0 + cs < NBLK, other=0)
+        before += tl.sum(tl.where(c0 + cs < first, c, 0), 0)
+        total += tl.sum(c, 0)
+    rows = blk * ROWS + tl.arange(0, ROWS)
+    on = tl.load(flag_ptr + rows, mask=rows < M, other=0)
+    off = tl.where(rows < M, 1 - on, 0)
+    # stable partition: spiking rows first (ascending), then the silent ones (ascending)
+    pos = tl.where(on != 0, before + tl.cumsum(on, 0) - on,
+                   total + (blk * ROWS - before) + tl.cumsum(off, 0) - off)
+    tl.store(sched_ptr + 2 + pos, rows, mask=rows < M)
+    if blk == 0:
+        tl.store(sched_ptr, total)
+        ws0 = tl.arange(0, CHUNK_W)
+        n = tl.sum(tl.zeros([CHUNK_W], tl.int32), 0)
+        for w0 in range(0, W, CHUNK_W):
+            u = tl.load(sched_ptr + 2 + M + W + w0 + ws0, mask=w0 + ws0 < W, other=0)
+            a = tl.where(u != 0, 1, 0)
+            tl.store(sched_ptr + 2 + M + n + tl.cumsum(a, 0) - a, w0 + ws0, mask=a != 0)
+            n += tl.sum(a, 0)
+        tl.store(sched_ptr + 1, n)
+
+
+def tiles_schedule_forward(p: torch.Tensor, K: int) -> torch.Tensor:
+    """What the ``tiles`` kernels walk instead of every row and every word of packed spikes [M, W]: one
+    int32 tensor [2 + M + 2W] holding
+
+    - ``[0]`` the number R of rows with a spike (bits < K), ``[1]`` the number A of words with a spike in any row;
+    - ``[2 : 2+M]`` the rows, spiking ones first (ascending), then the silent ones;
+    - ``[2+M : 2+M+W]`` in its first A entries the words with a spike in some row (ascending);
+    - ``[2+M+W :]`` the OR over all rows of each word (padding bits cleared).
+
+    Two launches, one read of the bits, no host sync."""
+    M, W = p.shape
+    sched = torch.zeros(2 + M + 2 * W, dtype=torch.int32, device=p.device)
+    nblk = _cdiv(M, SCHED_ROWS)
+    scratch = torch.empty(M + nblk, dtype=torch.int32, device=p.device)
+    if M and W:
+        p = p.contiguous()
+        _row_any_kernel[(nblk,)](p, scratch, scratch[M:], sched[2 + M + W:], M, K, W,
+                                 ROWS=SCHED_ROWS, CHUNK_W=SCHED_CHUNK_W)
+        _schedule_kernel[(_cdiv(M, SCHED_COMPACT),)](scratch, scratch[M:], sched, M, W, nblk, ROWS=SCHED_COMPACT,
+                                                     SUB=SCHED_ROWS, BLOCK_C=SCHED_COUNTS, CHUNK_W=SCHED_CHUNK_W)
+    elif M:
+        sched[2:2 + M] = torch.arange(M, dtype=torch.int32, device=p.device)
+    return sched
+
+
+def tiles_schedule_reference(p: torch.Tensor, K: int) -> torch.Tensor:
+    """``tiles_schedule_forward`` in plain PyTorch, with the unused entries of the word list set to 0."""
+    M, W = p.shape
+    s = unpack_reference(p, K, torch.bool)
+    rows_on = s.any(1)
+    order = torch.cat([rows_on.nonzero().flatten(), (~rows_on).nonzero().flatten()])
+    union = pack_reference(s.any(0)) if M else torch.zeros(W, dtype=torch.int32)
+    words = (union != 0).nonzero().flatten()
+    out = torch.zeros(2 + M + 2 * W, dtype=torch.int32)
+    out[0], out[1] = int(rows_on.sum()), len(words)
+    out[2:2 + M] = order
+    out[2 + M:2 + M + len(words)] = words
+    out[2 + M + W:] = union
+    return out
 
 
 def active_inputs_reference(p: torch.Tensor, K: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
