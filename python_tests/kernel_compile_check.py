@@ -14,7 +14,6 @@ import inspect
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -125,23 +124,10 @@ def gather_load_windows(sass: str) -> dict:
     return {"window_loads": [w[0] for w in windows], "window_wide_loads": [w[1] for w in windows]}
 
 
-def tiles_pipeline(sass: str) -> dict:
-    """The tiles kernels' hot loop: the bytes a thread copies to shared memory asynchronously per step
-    (cp.async: ``LDGSTS``), the copy groups its wait leaves in flight (``DEPBAR.LE SB0, n``: the largest n in
-    the loop; -1 without a wait) and its tensor-core instructions. A pipelined step waits for its own tiles
-    while the next steps' copies are still on their way (n >= 1)."""
-    body = sass_model.loop_body(sass_model.parse(sass))
-    waits = [int(m.group(1), 16) for _a, op, g in body if op == "DEPBAR.LE"
-             for m in [re.match(r"SB0,\s*(0x[0-9a-f]+|\d+)", g)] if m]
-    return {"loop_async_bytes": sum(sass_model.access_bytes(op) for _a, op, _g in body if op.startswith("LDGSTS")),
-            "loop_async_wait": max(waits, default=-1),
-            "loop_mma": sum(1 for _a, op, _g in body if op.startswith(("HGMMA", "HMMA")))}
-
-
 def tiles_hook(operand_bytes: int):
-    """tiles_pipeline plus the bytes per thread of the operand tile that must come by cp.async (weight parts
-    in the forward, dY in grad_weight)."""
-    return lambda sass: {**tiles_pipeline(sass), "operand_bytes": operand_bytes}
+    """sass_model.async_pipeline plus the bytes per thread of the operand tile that must come by cp.async
+    (weight parts in the forward, dY in grad_weight)."""
+    return lambda sass: {**sass_model.async_pipeline(sass), "operand_bytes": operand_bytes}
 
 
 def spike_variants():

@@ -9,7 +9,9 @@ an H100/H200 SM needs roughly 9-15 KB outstanding to approach peak).  From the S
   latency, so the loop keeps ``bytes loaded per iteration / windows per iteration`` in flight per
   thread (a load that waits behind a store it may alias starts a window of its own);
 - loads issued between the loop's stores (the symptom of that false dependence);
-- occupancy from the register count: warps per SM, hence bytes in flight per SM.
+- occupancy from the register count: warps per SM, hence bytes in flight per SM;
+- for tensor-core loops: the bytes a thread copies to shared memory by cp.async (``LDGSTS``) per
+  iteration and how many copy groups the loop's wait leaves in flight (``DEPBAR.LE SB0, n``).
 
 These are estimates, printed beside each kernel by ``kernel_compile_check.py`` and guarded in CI;
 the GPU run measures what they predict.
@@ -98,6 +100,19 @@ def loads_between_stores(body) -> int:
     if len(stores) < 2:
         return 0
     return sum(1 for _a, op, _g in body[stores[0]:stores[-1]] if _is_load(op))
+
+
+def async_pipeline(sass: str) -> dict:
+    """The hot loop's asynchronous copies: bytes a thread copies to shared memory by cp.async (``LDGSTS``)
+    per iteration, the most copy groups its wait leaves in flight (``DEPBAR.LE SB0, n``: n; -1 without such
+    a wait) and its tensor-core instructions (``HGMMA``/``HMMA``). A pipelined loop waits for one step's
+    copies while later steps' copies are still on their way: n >= 1."""
+    body = loop_body(parse(sass))
+    waits = [int(m.group(1), 0) for _a, op, g in body if op == "DEPBAR.LE"
+             for m in [re.match(r"SB0,\s*(0x[0-9a-f]+|\d+)", g)] if m]
+    return {"loop_async_bytes": sum(access_bytes(op) for _a, op, _g in body if op.startswith("LDGSTS")),
+            "loop_async_wait": max(waits, default=-1),
+            "loop_mma": sum(1 for _a, op, _g in body if op.startswith(("HGMMA", "HMMA")))}
 
 
 def warps_per_sm(registers: int, warps_per_block: int) -> int:

@@ -146,6 +146,33 @@ def test_gather_loads_a_steps_weight_rows_before_adding_them(results):
 
 # ---- spike_linear's tiles ---------------------------------------------------------------------------------
 
+# The two tiles schedules in miniature: a step's tile through registers (LDG, STS) before its MMA, against
+# cp.async copies for a later step issued while one step's copies are awaited with one group in flight.
+THROUGH_REGISTERS = """
+        /*0100*/                   LDG.E.128 R4, desc[UR4][R2.64] ;
+        /*0110*/                   STS.128 [R20], R4 ;
+        /*0120*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0130*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24 ;
+        /*0140*/                   BRA 0x100 ;
+        /*0150*/                   BRA 0x150;
+"""
+ASYNC_COPIES = """
+        /*0100*/                   DEPBAR.LE SB0, 0x1 ;
+        /*0110*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0120*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24 ;
+        /*0130*/                   LDGSTS.E.BYPASS.128 [R20+0x4000], desc[UR4][R2.64] ;
+        /*0140*/                   LDGDEPBAR ;
+        /*0150*/                   BRA 0x100 ;
+        /*0160*/                   BRA 0x160;
+"""
+
+
+def test_sass_model_reads_async_copies():
+    old, new = sass_model.async_pipeline(THROUGH_REGISTERS), sass_model.async_pipeline(ASYNC_COPIES)
+    assert old == {"loop_async_bytes": 0, "loop_async_wait": -1, "loop_mma": 1}
+    assert new == {"loop_async_bytes": 16, "loop_async_wait": 1, "loop_mma": 1}
+
+
 def tiles_loads_pipelined(r) -> bool:
     """The hot loop copies at least its operand tile (weight parts / dY) to shared memory by cp.async
     (``LDGSTS``), waits for a step's copies while later steps' copies are still in flight

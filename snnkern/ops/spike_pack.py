@@ -141,7 +141,7 @@ def _row_any_kernel(
     p_ptr,  # [M, W] int32 packed spikes
     flag_ptr,  # [M] int32 out: 1 where the row has a spike (bits < K)
     cnt_ptr,  # [cdiv(M, ROWS)] int32 out: spiking rows per block
-    union_ptr,  # [W] int32, zeroed: OR of every row's words (atomically, only nonzero words)
+    union_ptr,  # [W] int32, zeroed: OR of every row's words (atomically, only the bits it lacks)
     M, K, W,
     ROWS: tl.constexpr, CHUNK_W: tl.constexpr,
 ):
@@ -154,7 +154,9 @@ def _row_any_kernel(
         words = words & _valid_bits(ws, K)[None, :]
         any_ = any_ | tl.max(tl.where(words != 0, 1, 0), axis=1)
         u = tl.reduce(words, 0, _or)
-        tl.atomic_or(union_ptr + ws, u, mask=(ws < W) & (u != 0))
+        # only bits the union lacks (as last seen): once dense input has set every bit, no more atomics
+        seen = tl.load(union_ptr + ws, mask=ws < W, other=0)
+        tl.atomic_or(union_ptr + ws, u, mask=(ws < W) & ((u & ~seen) != 0))
     tl.store(flag_ptr + rows, any_, mask=rows < M)
     tl.store(cnt_ptr + blk, tl.sum(any_, 0))
 
