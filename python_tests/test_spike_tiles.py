@@ -195,3 +195,24 @@ def test_grad_weight_no_rows():
     gw = spike_grad_weight_forward(torch.zeros(0, 3, dtype=torch.int32, device=dev()), 70,
                                    torch.zeros(0, 5, device=dev()), "tiles")
     assert gw.shape == (5, 70) and not gw.any()
+
+
+@KERNEL
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_autograd_computes_the_schedule_once(dtype, monkeypatch):
+    """A training step through the eager autograd path: the forward's schedule serves grad_weight too (one
+    schedule a step), and the gradients are exact."""
+    from snnkern.ops import spike_linear as SL
+    calls = []
+    real = SL.tiles_schedule_forward
+    monkeypatch.setattr(SL, "tiles_schedule_forward", lambda p, k: calls.append(k) or real(p, k))
+    T, B, K, N = SHAPES[0]
+    s = structured_spikes(T, B, K, "silent_steps")
+    w = dyadic((N, K), dtype, 12).to(dev()).requires_grad_()
+    b = dyadic((N,), dtype, 13).to(dev()).requires_grad_()
+    y = SL.SpikeLinearFunction.apply(None, packed(s).to(dev()), K, w, b, None, "tiles")
+    gy = dyadic((T * B, N), dtype, 14)
+    y.backward(gy.to(dev()))
+    assert calls == [K]
+    assert torch.equal(y.detach().cpu(), spike_linear_reference(s, w.detach().cpu(), b.detach().cpu()))
+    assert torch.equal(w.grad.cpu(), (gy.float().t() @ s).to(dtype))

@@ -28,9 +28,10 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
 Autograd (registered on the op): the forward saves the bits, never the dense spikes;
 grad_input = dY @ W (dense: the upstream neuron needs it), grad_bias = dY.sum(0), and
 grad_weight = dY.T @ S read from the bits by the forward's algorithm: ``tiles`` walks only the rows
-of S with a spike (same schedule; dY of a silent row is never read) and skips the column blocks of inputs
-that never spiked (their gradient is zero), pipelined alike (dY split into bf16 parts in registers, as W
-is in the forward; dY padded to a multiple of 8 columns when it is not one);
+of S with a spike (same schedule, kept from the forward by the eager Function; dY of a silent row is
+never read) and skips the column blocks of inputs that never spiked (their gradient is zero), pipelined
+alike (dY split into bf16 parts in registers, as W is in the forward; dY padded to a multiple of 8
+columns when it is not one);
 ``gather`` transposes the bits and, per input k, adds only the rows of dY where k spiked.
 Neither materialises the dense spikes. ``dense`` runs cuBLAS forward on the dense spikes, yet saves
 only the bits too (its grad_weight is the tiles kernel's).
@@ -334,9 +335,10 @@ def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
 _WEIGHT_T = WeakIdKeyDictionary()
 
 
-def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
+def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None, sched=None):
     """bits [M, W] int32, weight [N, k] -> [M, N] in weight's dtype: one Triton kernel, or for
-    ``"dense"`` cuBLAS on the dense spikes ``x`` (unpacked from the bits when not given)."""
+    ``"dense"`` cuBLAS on the dense spikes ``x`` (unpacked from the bits when not given). ``sched``: the
+    bits' ``tiles_schedule_forward`` when the caller has it (``"tiles"`` computes it otherwise)."""
     M, W = bits.shape
     N = weight.shape[0]
     if algorithm == "dense":
@@ -361,14 +363,16 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None):
         parts = aligned_rows(weight_parts(weight) if parts is None else parts)
         launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",
                      lambda bm, bn, bk: (_cdiv(M, bm), _cdiv(N, bn)),
-                     bits, parts, b, y, tiles_schedule_forward(bits, k), M, N, k, W, parts.shape[2], _pow2(M),
+                     bits, parts, b, y, tiles_schedule_forward(bits, k) if sched is None else sched, M, N, k, W,
+                     parts.shape[2], _pow2(M),
                      PARTS=parts.shape[0], HAS_BIAS=bias is not None, UPCAST_DOT=not bits.is_cuda)
     return y
 
 
-def spike_grad_weight_forward(bits, k, grad_y, algorithm):
+def spike_grad_weight_forward(bits, k, grad_y, algorithm, sched=None):
     """grad_weight = dY.T @ S from the packed spikes: bits [M, W], dY [M, N] -> [N, k] in dY's dtype.
-    ``"gather"`` walks the transposed bits; any other algorithm (``"dense"`` too) runs the tiles kernel."""
+    ``"gather"`` walks the transposed bits; any other algorithm (``"dense"`` too) runs the tiles kernel,
+    on ``sched`` (the bits' ``tiles_schedule_forward``) when given."""
     M, N = grad_y.shape
     grad_y = grad_y.contiguous()
     if algorithm == "gather":
@@ -383,7 +387,8 @@ def spike_grad_weight_forward(bits, k, grad_y, algorithm):
     launch_tiles(_spike_grad_w_tiles_kernel, _spike_grad_w_tiles_tuned,
                  "fp32" if grad_y.dtype == torch.float32 else "16bit",
                  lambda bm, bn, bk: (_cdiv(N, bn), _cdiv(k, bk)),
-                 bits, g, gw, tiles_schedule_forward(bits, k), M, N, k, bits.shape[1], g.shape[1], _pow2(M),
+                 bits, g, gw, tiles_schedule_forward(bits, k) if sched is None else sched, M, N, k, bits.shape[1],
+                 g.shape[1], _pow2(M),
                  SPLIT=grad_y.dtype == torch.float32, UPCAST_DOT=not bits.is_cuda)
     return gw
 
@@ -446,11 +451,17 @@ class SpikeLinearFunction(torch.autograd.Function):
     def forward(ctx, x, bits, k, weight, bias, parts, algorithm):
         # ctx-style: a separate setup_context makes Function.apply bind arguments via inspect every call
         _setup(ctx, (x, bits, k, weight, bias, parts, algorithm), None)
-        return spike_linear_forward(bits, k, weight, bias, algorithm, parts, x)
+        # tiles: one schedule serves the forward and grad_weight (4 bytes a row kept, two launches saved)
+        ctx.sched = None
+        if algorithm == "tiles" and ctx.needs_input_grad[3] and bits.numel() and weight.numel():
+            bits = bits.contiguous()
+            ctx.sched = tiles_schedule_forward(bits, k)
+        return spike_linear_forward(bits, k, weight, bias, algorithm, parts, x, ctx.sched)
 
     @staticmethod
     def backward(ctx, grad_y):
-        grad_x, grad_w, grad_b = _grads(ctx, grad_y, spike_grad_weight_forward)
+        grad_x, grad_w, grad_b = _grads(
+            ctx, grad_y, lambda bits, k, dy, algorithm: spike_grad_weight_forward(bits, k, dy, algorithm, ctx.sched))
         return grad_x, None, None, grad_w, grad_b, None, None
 
 
