@@ -53,6 +53,9 @@ ALGORITHMS = ("tiles", "gather", "dense")
 # operand registers). On a GPU, Triton's autotuner times the list at the first call for each (M rounded
 # up to a power of two, N, K, ...) and keeps the fastest; the CPU interpreter (CI) runs the first.
 # Only shapes whose sm_80 and sm_90 builds spill nothing are listed (kernel_compile_check.py guards it).
+# Three stages each: the pipeliner keeps two K (M) steps of tiles in flight by cp.async, in shared memory
+# (stages x (spike words + operand tiles): at most 128 KB, which sm_80 and sm_90 hold; a GPU with less
+# refuses that shape, and the autotuner skips it).
 TILE_CONFIGS = {
     "16bit": ((64, 64, 64, 8, 3), (64, 64, 32, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3)),
     "fp32": ((64, 64, 32, 8, 3), (64, 32, 32, 4, 3), (32, 64, 32, 4, 3)),
