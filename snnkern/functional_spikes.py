@@ -7,7 +7,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _checks
 from ._dispatch import select_backend
-from .ops.spike_linear import parts_source, spike_linear_apply, spike_linear_reference, weight_parts
+from .ops.spike_linear import (cached_weight_parts, parts_source, per_weight_version, spike_linear_apply,
+                               spike_linear_reference)
 from .ops.spike_pack import pack_forward, pack_reference, packed_words, unpack_forward, unpack_reference
 
 SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
@@ -219,9 +220,12 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend)
 
 
-# weight (or the base of a per-call view of it) -> (version key, its poison vector); held beside the tensor,
-# not on it, so a pickled parameter does not carry it
+# weight -> (version key, its poison vector), as ops.spike_linear keeps W.T and the weight parts
 _POISON = WeakIdKeyDictionary()
+
+
+def _poison_of(weight: torch.Tensor) -> torch.Tensor:
+    return weight.mul(0).sum(1, dtype=torch.float32).to(weight.dtype)
 
 
 def nonfinite_poison(weight: torch.Tensor) -> torch.Tensor:
@@ -230,18 +234,8 @@ def nonfinite_poison(weight: torch.Tensor) -> torch.Tensor:
     Added to the output of ``tiles``/``gather``, which skip the weights of inputs that did not spike, it
     makes an output non-finite exactly where a dense product's is (``0 * inf`` is NaN there; the finite
     values are unchanged; where dense gives +-inf this gives NaN). Computed on the device once per weight
-    version, so it costs no host sync, unlike a finiteness check."""
-    if torch.compiler.is_compiling():
-        return weight.detach().mul(0).sum(1, dtype=torch.float32).to(weight.dtype)
-    holder = weight if weight._base is None else weight._base  # SpikeConv2d makes a new view per call
-    key = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype)
-    hit = _POISON.get(holder)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    with torch.no_grad():
-        poison = weight.detach().mul(0).sum(1, dtype=torch.float32).to(weight.dtype)
-    _POISON[holder] = (key, poison)
-    return poison
+    version (for any tensor: it replaced a check that ran once per version), so it costs no host sync."""
+    return per_weight_version(_POISON, weight, _poison_of, parameters_only=False)
 
 
 def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend,
@@ -308,7 +302,7 @@ def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_p
     parts = None
     if algorithm == "tiles":
         if weight_parts_cache is None:
-            parts = weight_parts(weight.detach())
+            parts = cached_weight_parts(weight)
         else:
             parts = _checked_parts(weight_parts_cache, weight)
     y = spike_linear_apply(None if packed else x2, bits, K, weight, bias, parts, algorithm)

@@ -108,5 +108,7 @@ def render_paper_section(comparison: dict, result: dict) -> list[str]:
               f"- device: this run {result.get('device')} (GPU: {result.get('gpu')}); timings and watts are the "
               f"machine's, so their ratios compare machines as much as models",
               f"- training: this run {settings.get('epochs', '?')} epochs, batch {settings.get('batch_size', '?')}, "
-              f"T={settings.get('T', '?')}"]
+              + (f"SNN trained at T={settings.get('T', '?')}" if settings.get("train_snn", True) else "no SNN trained")
+              + (f"; converted SNN run at T={', '.join(str(t) for t in settings.get('T_list', ()))}"
+                 if settings.get("convert") else "")]
     return lines

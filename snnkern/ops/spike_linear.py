@@ -317,25 +317,39 @@ def parts_source(weight: torch.Tensor) -> tuple:
     return (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, weight.device)
 
 
-def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
-    """W.T contiguous, what the gather walks. A layer's weight (an ``nn.Parameter``, or a view of one such as
-    SpikeConv2d's reshape) keeps its copy until the weight changes: transposing a 32 MB fp16 weight costs
-    ~14 us a call, a third of an ideal gather at 99.9% sparsity. The copy costs one more weight's memory."""
+def per_weight_version(store: WeakIdKeyDictionary, weight: torch.Tensor, make, *, parameters_only: bool = True):
+    """``make(weight)``, kept in ``store`` beside the tensor that owns ``weight`` (itself, or the base of a view
+    made per call such as SpikeConv2d's reshape) until the weight changes (its version, storage or layout).
+    Held beside it, not on it: a pickled module does not carry the copy, and it goes with the tensor.
+    ``parameters_only``: only an ``nn.Parameter``'s is kept (a plain tensor may be a per-call temporary)."""
     holder = weight if weight._base is None else weight._base
-    if not isinstance(holder, torch.nn.Parameter) or torch.compiler.is_compiling():
-        return weight.t().contiguous()
+    if (parameters_only and not isinstance(holder, torch.nn.Parameter)) or torch.compiler.is_compiling():
+        return make(weight.detach())  # an operand, not part of the autograd graph
     key = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
-    cached = _WEIGHT_T.get(holder)
+    cached = store.get(holder)
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            cached = (key, weight.detach().t().contiguous())
-        _WEIGHT_T[holder] = cached
+            cached = (key, make(weight.detach()))
+        store[holder] = cached
     return cached[1]
 
 
-# parameter -> (key, W.T): held beside the parameter, not on it (a pickled module would carry the copy),
-# and dropped with it
+def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """W.T contiguous, what the gather walks, kept per parameter version: transposing a 32 MB fp16 weight
+    costs ~14 us a call, a third of an ideal gather at 99.9% sparsity. The copy costs one more weight's memory."""
+    return per_weight_version(_WEIGHT_T, weight, lambda w: w.t().contiguous())
+
+
+def cached_weight_parts(weight: torch.Tensor) -> torch.Tensor:
+    """``weight_parts(weight)`` kept per parameter version: splitting an fp32 weight into three bf16 parts is
+    three passes over it (and most of a small call's host time) when done every call. 16-bit weights are
+    their own part (a view: nothing is copied)."""
+    return per_weight_version(_PARTS, weight, weight_parts)
+
+
+# parameter -> (key, W.T) and (key, weight parts)
 _WEIGHT_T = WeakIdKeyDictionary()
+_PARTS = WeakIdKeyDictionary()
 
 
 def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None, sched=None):
