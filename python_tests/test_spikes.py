@@ -799,3 +799,32 @@ def test_functional_tiles_splits_a_parameters_weight_once_per_version(monkeypatc
     spike_linear(s, plain, algorithm="tiles", backend="triton")
     spike_linear(s, plain, algorithm="tiles", backend="triton")
     assert len(made) == 4
+
+
+@KERNEL
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_spike_linear_layer_pads_an_odd_width_weight_once_per_version(monkeypatch, dtype):
+    """The tiles kernel needs weight rows 16-byte aligned: a K not a multiple of 8 (a hidden layer of 100)
+    was padded by a copy on every call. A layer's padded parts are now kept until the weight changes."""
+    import snnkern.ops.spike_linear as SL
+
+    padded = []
+    real = SL.aligned_rows
+    # weight parts are [PARTS, N, K] (dY, padded per backward call, is 2-D)
+    monkeypatch.setattr(SL, "aligned_rows", lambda t: padded.append(t.dim() == 3 and t.shape[-1] % 8 != 0) or real(t))
+    d = dev()
+    torch.manual_seed(82)
+    layer = SpikeLinear(44, 6, algorithm="tiles", backend="triton").to(d, dtype)
+    s = spikes((10, 44), 0.3, seed=83).to(d)
+    for _ in range(3):
+        y = layer(s)
+    assert sum(padded) == 1
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(y.float(), (s @ layer.weight.detach().float().t() + layer.bias.float()).to(dtype).float(),
+                               rtol=rtol, atol=atol)
+    y.float().sum().backward()  # a training step: a new weight version, padded again once
+    with torch.no_grad():
+        layer.weight -= 0.1 * layer.weight.grad
+    layer(s)
+    layer(s)
+    assert sum(padded) == 2

@@ -14,7 +14,6 @@ from torch import nn
 from .. import _checks
 from ..functional_spikes import (ALGORITHMS, AUTO_WITHOUT_RATE, _binary_and_rate, conv_gather_below, count_spikes,
                                  pack_spikes, spike_linear, spike_linear_run, unpack_spikes)
-from ..ops.spike_linear import weight_parts
 
 
 class SpikeLinear(nn.Linear):
@@ -33,7 +32,6 @@ class SpikeLinear(nn.Linear):
         self.strict = _checks.check_flag(strict, "strict")
         self.assume_binary = _checks.check_flag(assume_binary, "assume_binary")
         self.backend = backend
-        self._parts_key, self._parts = None, None
         self._rate = RateTracker()
 
     @property
@@ -48,26 +46,15 @@ class SpikeLinear(nn.Linear):
         new.weight, new.bias = linear.weight, linear.bias
         return new
 
-    def _weight_parts(self):
-        """fp32 weights are split into bf16 parts for the tensor-core kernel: cached until the weight changes."""
-        if self.weight.dtype != torch.float32 or torch.compiler.is_compiling():
-            return None
-        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
-        if key != self._parts_key:
-            with torch.no_grad():
-                self._parts, self._parts_key = weight_parts(self.weight), key
-        return self._parts
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.algorithm != "auto" or torch.compiler.is_compiling():
             return spike_linear(x, self.weight, self.bias, strict=self.strict, assume_binary=self.assume_binary,
-                                algorithm=self.algorithm, weight_parts_cache=self._weight_parts(),
-                                backend=self.backend)
+                                algorithm=self.algorithm, backend=self.backend)
         # "auto" decides on the previous call's firing rate, which arrives without a sync (the first call,
         # knowing none, takes the dense-rate choice)
         rate = self._rate.latest()
         return spike_linear_run(x, self.weight, self.bias, self.strict, self.assume_binary, "auto",
-                                self._weight_parts(), 1.0 if rate is None else rate, self.backend, self._rate.record)
+                                None, 1.0 if rate is None else rate, self.backend, self._rate.record)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", algorithm={self.algorithm!r}, backend={self.backend!r}"

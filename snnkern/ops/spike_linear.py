@@ -341,10 +341,11 @@ def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 def cached_weight_parts(weight: torch.Tensor) -> torch.Tensor:
-    """``weight_parts(weight)`` kept per parameter version: splitting an fp32 weight into three bf16 parts is
-    three passes over it (and most of a small call's host time) when done every call. 16-bit weights are
-    their own part (a view: nothing is copied)."""
-    return per_weight_version(_PARTS, weight, weight_parts)
+    """``weight_parts(weight)`` with rows padded for the tiles kernel (``aligned_rows``), kept per parameter
+    version: splitting an fp32 weight into three bf16 parts is three passes over it (and most of a small
+    call's host time), and padding a K that is not a multiple of 8 (hidden layers of 100, 300, 500) a
+    copy, when done every call. 16-bit weights with K a multiple of 8 are their own part (a view)."""
+    return per_weight_version(_PARTS, weight, lambda w: aligned_rows(weight_parts(w)))
 
 
 # parameter -> (key, W.T) and (key, weight parts)
