@@ -14,7 +14,8 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
   did a per-tile test: a 64 x 64 tile is almost never empty) and pay only the schedule. Every K step loads
   unconditionally (no branch in the loop), so Triton's pipeliner keeps the next steps' spike words and
   weight tiles in flight (cp.async into shared memory) while a step's MMA runs; for that, rows must start
-  16-byte aligned: a weight whose K is not a multiple of 8 is padded by a copy per call.
+  16-byte aligned: a weight whose K is not a multiple of 8 is padded (once per version for a parameter,
+  ``cached_weight_parts``; per call otherwise).
 - ``gather``: the event-driven kernel proper, in two launches. First, per block of GATHER_ROWS rows
   (time steps x batch of one layer), the inputs that spiked in any of its rows are compacted into an
   index list (``spike_pack.active_inputs_forward``; padding bits past K never enter it). Then each
@@ -282,7 +283,7 @@ def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
 def aligned_rows(t: torch.Tensor) -> torch.Tensor:
     """``t`` (contiguous) with its last dimension padded to a multiple of 8 elements: the tiles kernels load
     rows 16 bytes at a time by cp.async, which needs every row 16-byte aligned. A width already a multiple of
-    8 (most layers) costs nothing; another costs one copy per call."""
+    8 (most layers) costs nothing; another costs one copy (a parameter's weight parts are kept padded)."""
     width = t.shape[-1]
     return t if width % 8 == 0 else torch.nn.functional.pad(t, (0, -width % 8))
 
