@@ -828,3 +828,30 @@ def test_spike_linear_layer_pads_an_odd_width_weight_once_per_version(monkeypatc
     layer(s)
     layer(s)
     assert sum(padded) == 2
+
+
+@KERNEL
+@pytest.mark.parametrize("algorithm", ["tiles", "gather", "dense"])
+def test_non_finite_upstream_gradient_is_never_lost(algorithm):
+    """A NaN in dY: grad_input and grad_bias are non-finite exactly where a dense layer's are; grad_weight
+    may be non-finite at fewer entries (silent rows and inputs are skipped, README), never at others, and
+    never finite everywhere when dense's is not."""
+    d = dev()
+    s = spikes((24, 40), 0.2, seed=90).to(d)
+    s[3] = 0  # a silent row
+    w0 = torch.randn(6, 40, generator=torch.Generator().manual_seed(91)).to(d)
+    b0 = torch.randn(6, generator=torch.Generator().manual_seed(92)).to(d)
+    dy = torch.randn(24, 6, generator=torch.Generator().manual_seed(93)).to(d)
+    dy[5, 2] = float("nan")
+    grads = {}
+    for name in (algorithm, "reference"):
+        x, w, b = s.clone().requires_grad_(), w0.clone().requires_grad_(), b0.clone().requires_grad_()
+        y = spike_linear(x, w, b, algorithm=algorithm, backend="triton") if name != "reference" \
+            else torch.nn.functional.linear(x, w, b)
+        y.backward(dy)
+        grads[name] = (x.grad, w.grad, b.grad)
+    (gx, gw, gb), (rx, rw, rb) = grads[algorithm], grads["reference"]
+    assert torch.equal(gx.isfinite(), rx.isfinite()) and torch.equal(gb.isfinite(), rb.isfinite())
+    assert not (~gw.isfinite() & rw.isfinite()).any() and (~gw.isfinite()).any()
+    ok = rw.isfinite()
+    torch.testing.assert_close(gw[ok], rw[ok], rtol=1e-5, atol=1e-5)
