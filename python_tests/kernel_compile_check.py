@@ -163,6 +163,11 @@ def spike_variants():
     yield ("tiles_schedule", SP._schedule_kernel,
            dict(ROWS=SP.SCHED_COMPACT, SUB=SP.SCHED_ROWS, BLOCK_C=SP.SCHED_COUNTS, CHUNK_W=SP.SCHED_CHUNK_W), 4, "i32",
            {"flag_ptr": "i32", "cnt_ptr": "i32", "sched_ptr": "i32"}, 3, None, {})
+    # the one-program schedule: every tile a launch may pick (pow2 rows up to SP.SCHED_ONE_ROWS)
+    for m in (2 ** e for e in range(SP.SCHED_ONE_MIN_ROWS.bit_length() - 1, SP.SCHED_ONE_ROWS.bit_length())):
+        rows, chunk = SP._sched_one_shape(m)
+        yield ("tiles_schedule", SP._schedule_one_kernel, dict(ROWS=rows, CHUNK_W=chunk), SP.SCHED_ONE_WARPS, "i32",
+               {"p_ptr": "i32", "sched_ptr": "i32"}, 3, f"one:{rows}x{chunk}", {})
     yield ("transpose_bits", SP._transpose_bits_kernel, dict(BLOCK_K=SP.TRANSPOSE_BLOCK_K, WORDS=SP.TRANSPOSE_WORDS), 4, "i32",
            {"p_ptr": "i32", "q_ptr": "i32"}, 3, None)
     # the gather algorithm: its hot kernel per weight dtype (N a multiple of 16, as a typical layer's width

@@ -9,6 +9,7 @@ import torch
 
 from snnkern.ops.spike_linear import (TILE_CONFIGS, spike_grad_weight_forward, spike_linear_forward,
                                       spike_linear_reference)
+from snnkern.ops import spike_pack as SP
 from snnkern.ops.spike_pack import (SCHED_COMPACT, pack_reference, tiles_schedule_forward,
                                     tiles_schedule_reference)
 
@@ -92,6 +93,76 @@ def test_schedule_matches_reference(M, K, pattern):
     assert torch.equal(ours[2 + M:2 + M + n_words], ref[2 + M:2 + M + n_words])  # active words
     assert torch.equal(ours[2 + M + W:], ref[2 + M + W:])  # union
     assert int(ours[0]) == int(s.any(1).sum())
+
+
+class _Spy:
+    """Wraps a Triton kernel: counts its launches."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, 0
+
+    def __getitem__(self, grid):
+        self.launches += 1
+        return self.kernel[grid]
+
+
+PATTERNS_SCHED = ["random", "all_zero", "all_one", "one_row", "one_word"]
+# (M, K, patterns, the path the bound picks): no rows, no inputs, K not a multiple of 32; the largest one-program
+# cases (most rows; most words for few rows and for most rows) and the smallest past each bound
+_MOST_WORDS = 32 * SP.SCHED_ONE_STEPS * SP.SCHED_CHUNK_W  # inputs of the one-program path's widest rows (M <= 32)
+_FEW = 32 * SP.SCHED_ONE_STEPS * (SP.SCHED_ONE_TILE // SP.SCHED_ONE_ROWS)  # and of its largest M
+SCHED_CASES = ([(M, K, PATTERNS_SCHED, "one") for M, K in [(0, 70), (0, 0), (7, 0), (1, 31), (33, 64), (130, 200)]]
+               + [(SP.SCHED_ONE_ROWS, _FEW - 3, ["random", "one_row"], "one"),
+                  (32, _MOST_WORDS, ["random", "all_one"], "one"),
+                  (SP.SCHED_ONE_ROWS + 1, 5, ["random"], "grid"), (SP.SCHED_ONE_ROWS, _FEW + 1, ["one_word"], "grid"),
+                  (32, _MOST_WORDS + 1, ["one_row"], "grid")])
+
+
+@KERNEL
+@pytest.mark.parametrize("forced", [False, True], ids=["bound", "grid"])
+@pytest.mark.parametrize("M,K,pattern,path", [(M, K, p, path) for M, K, ps, path in SCHED_CASES for p in ps])
+def test_schedule_both_paths_match_reference(M, K, pattern, path, forced, monkeypatch):
+    """The one-program schedule (up to SCHED_ONE_ROWS rows in up to SCHED_ONE_STEPS steps: one launch,
+    nothing else) and the grid one (past the bound, or forced by a bound of -1 rows) equal the reference entry for
+    entry, the word list's unused tail (0) included: no rows, no inputs, all silent, all spiking, one spiking
+    row, one spiking word, K not a multiple of 32 with the padding bits past K set, non-contiguous bits."""
+    if forced:
+        if path == "grid":
+            pytest.skip("the grid path already")
+        monkeypatch.setattr(SP, "SCHED_ONE_ROWS", -1)
+        path = "grid"
+    one, row_any = _Spy(SP._schedule_one_kernel), _Spy(SP._row_any_kernel)
+    monkeypatch.setattr(SP, "_schedule_one_kernel", one)
+    monkeypatch.setattr(SP, "_row_any_kernel", row_any)
+    s = (torch.rand(M, K, generator=torch.Generator().manual_seed(M + 3 * K)) < 0.02).float()
+    if pattern == "all_zero":
+        s.zero_()
+    elif pattern == "all_one":
+        s.fill_(1.0)
+    elif pattern == "one_row" and M:
+        s.zero_()
+        s[M * 2 // 3] = 1.0
+    elif pattern == "one_word":
+        s.zero_()
+        s[:, K // 2: K // 2 + 1] = 1.0
+    p = packed(s)
+    W = p.shape[1]
+    wide = torch.zeros(M, 2 * W, dtype=torch.int32)
+    wide[:, ::2] = p  # the same bits, every other column: a non-contiguous view
+    ours = tiles_schedule_forward(wide.to(dev())[:, ::2] if M % 2 else p.to(dev()), K).cpu()
+    assert torch.equal(ours, tiles_schedule_reference(p, K))
+    assert one.launches == (path == "one")
+    assert row_any.launches == (path == "grid" and M * W > 0)
+
+
+def test_schedule_one_program_shape():
+    """The one-program tile: the power of two of rows covering M (at least SCHED_ONE_MIN_ROWS), SCHED_CHUNK_W
+    words a step, fewer past SCHED_ONE_TILE words, at least 1."""
+    for M, want in ((0, SP.SCHED_ONE_MIN_ROWS), (1, SP.SCHED_ONE_MIN_ROWS), (32, 32), (33, 64), (1000, 1024),
+                    (SP.SCHED_ONE_ROWS, SP.SCHED_ONE_ROWS)):
+        rows, chunk = SP._sched_one_shape(M)
+        assert rows == max(want, SP.SCHED_ONE_MIN_ROWS)
+        assert chunk == max(1, min(SP.SCHED_CHUNK_W, SP.SCHED_ONE_TILE // rows)) and rows * chunk <= SP.SCHED_ONE_TILE
 
 
 # ---- forward ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Two Triton kernels, both fed the packed spikes (``ops/spike_pack.py`` layout):
   0/1 in bf16/fp16, so the products are exact; fp32 weights are split into three bf16 parts (hi + mid +
   lo == W to fp32 precision), so fp32 weights keep fp32 accuracy on tensor cores. It skips what is
   silent at the granularity structured spikes have, from a schedule computed once per call from the bits
-  (``spike_pack.tiles_schedule_forward``: two small launches, one read of the bits, no host sync):
+  (``spike_pack.tiles_schedule_forward``: one launch, two when large, one read of the bits, no host sync):
   **rows** without a spike (a silent time step, a silent sample, any silent row, wherever it sits) are
   ordered after the spiking ones, so a program whose BLOCK_M rows are all silent runs no K step and only
   stores the bias; **words** (32 consecutive inputs) in which no row spiked (silent channels) are left out
@@ -470,7 +470,7 @@ class SpikeLinearFunction(torch.autograd.Function):
     def forward(ctx, x, bits, k, weight, bias, parts, algorithm):
         # ctx-style: a separate setup_context makes Function.apply bind arguments via inspect every call
         _setup(ctx, (x, bits, k, weight, bias, parts, algorithm), None)
-        # tiles: one schedule serves the forward and grad_weight (4 bytes a row kept, two launches saved)
+        # tiles: one schedule serves the forward and grad_weight (4 bytes a row kept, its launches saved)
         ctx.sched = None
         if algorithm == "tiles" and ctx.needs_input_grad[3] and bits.numel() and weight.numel():
             bits = bits.contiguous()

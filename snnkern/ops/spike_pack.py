@@ -18,6 +18,13 @@ ACTIVE_CHUNK_W = 32  # words (1024 inputs) per step of the active-input compacti
 # SCHED_COMPACT rows per program of the row partition (a multiple of SCHED_ROWS), SCHED_CHUNK_W words a step.
 SCHED_ROWS, SCHED_COMPACT, SCHED_CHUNK_W = 64, 1024, 32
 SCHED_COUNTS = 1024  # per-block counts the row partition sums a step
+# One program builds the whole schedule (``_schedule_one_kernel``) when M <= SCHED_ONE_ROWS and it reads the
+# words in at most SCHED_ONE_STEPS steps: every row's spike flag stays in its registers ([pow2(M)] rows, at
+# least SCHED_ONE_MIN_ROWS), the words come min(SCHED_CHUNK_W, SCHED_ONE_TILE // rows) a step for all rows at
+# once (a tile of up to SCHED_ONE_TILE words, all in flight together). One launch, no fill, no scratch; more
+# steps than that and one SM waits on more load round trips than the grid path's two launches cost.
+SCHED_ONE_ROWS, SCHED_ONE_STEPS, SCHED_ONE_MIN_ROWS, SCHED_ONE_TILE = 4096, 8, 32, 4096
+SCHED_ONE_WARPS = 8
 
 
 def packed_words(K: int) -> int:
@@ -200,6 +207,50 @@ def _schedule_kernel(
         tl.store(sched_ptr + 1, n)
 
 
+@triton.jit
+def _schedule_one_kernel(
+    p_ptr,  # [M, W] int32 packed spikes
+    sched_ptr,  # [2 + M + 2W] int32 out, every entry written (see tiles_schedule_forward)
+    M, K, W,
+    ROWS: tl.constexpr,  # a power of two >= M: every row's flag is held at once
+    CHUNK_W: tl.constexpr,  # words per step (ROWS * CHUNK_W words loaded at once)
+):
+    # a single program: the union needs no atomics and the row partition no second pass
+    rows = tl.arange(0, ROWS)
+    ws0 = tl.arange(0, CHUNK_W)
+    any_ = tl.zeros([ROWS], tl.int32)
+    n = tl.sum(tl.zeros([CHUNK_W], tl.int32), 0)  # active words so far (an int32 scalar)
+    for w0 in range(0, W, CHUNK_W):
+        ws = w0 + ws0
+        words = tl.load(p_ptr + rows[:, None] * W + ws[None, :],  # int32: M * W <= STEPS * TILE
+                        mask=(rows < M)[:, None] & (ws < W)[None, :], other=0)
+        words = words & _valid_bits(ws, K)[None, :]
+        any_ = any_ | tl.max(tl.where(words != 0, 1, 0), axis=1)
+        u = tl.reduce(words, 0, _or)
+        tl.store(sched_ptr + 2 + M + W + ws, u, mask=ws < W)
+        a = tl.where(u != 0, 1, 0)
+        tl.store(sched_ptr + 2 + M + n + tl.cumsum(a, 0) - a, ws, mask=a != 0)
+        n += tl.sum(a, 0)
+    for w0 in range(0, W, CHUNK_W):  # the word list's unused tail: 0, as the reference has it
+        ws = w0 + ws0
+        tl.store(sched_ptr + 2 + M + ws, tl.zeros([CHUNK_W], tl.int32), mask=(ws >= n) & (ws < W))
+    on = tl.where(rows < M, any_, 0)
+    off = tl.where(rows < M, 1 - any_, 0)
+    total = tl.sum(on, 0)
+    # stable partition: spiking rows first (ascending), then the silent ones (ascending)
+    pos = tl.where(on != 0, tl.cumsum(on, 0) - on, total + tl.cumsum(off, 0) - off)
+    tl.store(sched_ptr + 2 + pos, rows, mask=rows < M)
+    tl.store(sched_ptr, total)
+    tl.store(sched_ptr + 1, n)
+
+
+def _sched_one_shape(M: int) -> tuple[int, int]:
+    """(ROWS, CHUNK_W) of ``_schedule_one_kernel`` for M rows: pow2(M) rows (at least SCHED_ONE_MIN_ROWS),
+    SCHED_CHUNK_W words a step, fewer when that would pass SCHED_ONE_TILE words (registers: no spill)."""
+    rows = max(SCHED_ONE_MIN_ROWS, 1 << max(M - 1, 0).bit_length())
+    return rows, max(1, min(SCHED_CHUNK_W, SCHED_ONE_TILE // rows))
+
+
 def tiles_schedule_forward(p: torch.Tensor, K: int) -> torch.Tensor:
     """What the ``tiles`` kernels walk instead of every row and every word of packed spikes [M, W]: one
     int32 tensor [2 + M + 2W] holding
@@ -209,8 +260,16 @@ def tiles_schedule_forward(p: torch.Tensor, K: int) -> torch.Tensor:
     - ``[2+M : 2+M+W]`` in its first A entries the words with a spike in some row (ascending);
     - ``[2+M+W :]`` the OR over all rows of each word (padding bits cleared).
 
-    Two launches, one read of the bits, no host sync."""
+    One read of the bits, no host sync. Up to SCHED_ONE_ROWS rows read in up to SCHED_ONE_STEPS steps: one
+    launch of one program into an uninitialised tensor (it writes every entry, the word list's unused tail as
+    0); more: two launches over a grid into a zeroed one (the union is OR-ed atomically)."""
     M, W = p.shape
+    rows, chunk = _sched_one_shape(M)
+    if M <= SCHED_ONE_ROWS and W <= SCHED_ONE_STEPS * chunk:
+        sched = torch.empty(2 + M + 2 * W, dtype=torch.int32, device=p.device)
+        _schedule_one_kernel[(1,)](p if p.is_contiguous() else p.contiguous(), sched, M, K, W, ROWS=rows,
+                                   CHUNK_W=chunk, num_warps=SCHED_ONE_WARPS)
+        return sched
     sched = torch.zeros(2 + M + 2 * W, dtype=torch.int32, device=p.device)
     nblk = _cdiv(M, SCHED_ROWS)
     scratch = torch.empty(M + nblk, dtype=torch.int32, device=p.device)
