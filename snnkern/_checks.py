@@ -65,7 +65,7 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
     if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling():
         return
     key = (p._version, p.data_ptr(), tuple(p.shape), low, high, low_open)  # data_ptr: `p.data = x` keeps the version
-    # a view made per call (SpikeConv2d's weight.reshape) is a new object each time: keep the record on its
+    # a view made per call (e.g. a parameter's reshape) is a new object each time: keep the record on its
     # base, which lives on, or every call would check (and sync) again
     holder = p if p._base is None else p._base
     if getattr(holder, "_snnkern_checked", None) == key:

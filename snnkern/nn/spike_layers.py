@@ -54,7 +54,7 @@ class SpikeLinear(nn.Linear):
         # knowing none, takes the dense-rate choice)
         rate = self._rate.latest()
         return spike_linear_run(x, self.weight, self.bias, self.strict, self.assume_binary, "auto",
-                                None, 1.0 if rate is None else rate, self.backend, self._rate.record)
+                                None, AUTO_WITHOUT_RATE if rate is None else rate, self.backend, self._rate.record)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", algorithm={self.algorithm!r}, backend={self.backend!r}"

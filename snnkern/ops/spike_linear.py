@@ -326,7 +326,7 @@ def per_weight_version(store: WeakIdKeyDictionary, weight: torch.Tensor, make, *
     holder = weight if weight._base is None else weight._base
     if (parameters_only and not isinstance(holder, torch.nn.Parameter)) or torch.compiler.is_compiling():
         return make(weight.detach())  # an operand, not part of the autograd graph
-    key = (weight._version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
+    key = (*parts_source(weight), weight.stride())
     cached = store.get(holder)
     if cached is None or cached[0] != key:
         with torch.no_grad():
