@@ -136,3 +136,86 @@ def test_torch_func_on_a_kernel_backend_is_a_named_error(backend):
     x = torch.randn(4, 3, 8, device=_device())
     with pytest.raises(ValueError, match="torch.func"):
         torch.func.grad(lambda x: lif(x, backend=backend)[0].sum())(x)
+
+
+def _count_value_checks(monkeypatch) -> list:
+    """Each real check of a tensor beta/threshold's values (``_checks.check_param_values``: one device sync on
+    a GPU) calls torch.isfinite once; nothing else on these paths does (check_finite is off)."""
+    calls, isfinite = [], torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: calls.append(tuple(t.shape)) or isfinite(t))
+    return calls
+
+
+def _parametric_layer(kind: str):
+    """A parametric LIF as a user holds it: snnkern's PLIF, or SpikingJelly's ParametricLIFNode swapped."""
+    if kind == "plif":
+        return snnkern.nn.PLIF(init_tau=2.0, backend="torch"), lambda layer: layer.reset()
+    neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
+    node = neuron.ParametricLIFNode(init_tau=2.0, step_mode="m")
+    snnkern.swap(node, backend="torch")
+    return node, lambda layer: layer.reset()
+
+
+@pytest.mark.parametrize("kind", ["plif", "spikingjelly"])
+def test_parametric_decay_is_derived_and_checked_once_per_version_of_w_without_grad(monkeypatch, kind):
+    """Inference through a parametric LIF derived ``1 - sigmoid(w)`` per call, a fresh tensor whose values were
+    checked (a GPU sync) on every call; now once per version of ``w``, and an in-place update of ``w`` (an
+    optimizer step) is followed at the next call."""
+    torch.manual_seed(0)
+    layer, reset = _parametric_layer(kind)
+    x = torch.rand(5, 3, 7) * 2
+    calls = _count_value_checks(monkeypatch)
+    with torch.no_grad():
+        outs = []
+        for _ in range(3):
+            reset(layer)
+            outs.append(layer(x))
+        assert len(calls) == 1
+        layer.w.add_(1.5)  # what optimizer.step() does: same tensor, new version
+        reset(layer)
+        after = layer(x)
+        assert len(calls) == 2
+    assert all(torch.equal(o, outs[0]) for o in outs)
+    reset(layer)
+    fresh = layer(x)  # grad enabled and w requires grad: derived per call, in the graph
+    assert fresh.requires_grad and torch.equal(fresh.detach(), after)
+    assert not torch.equal(after, outs[0])  # the update changed the result (so the cache was not stale)
+
+
+def test_snntorch_clamped_tensor_beta_is_derived_once_per_version(monkeypatch):
+    """snnTorch's Leaky holds beta as a tensor and clamps it to [0, 1] each step; the clamp is kept per version
+    of beta while no gradient flows to it, and follows in-place changes."""
+    import snnkern.functional as F
+
+    derived, clamp = [], F._clamp01
+    monkeypatch.setattr(F, "_clamp01", lambda b: derived.append(1) or clamp(b))
+    x = torch.rand(6, 2, 5) * 2
+    beta = torch.tensor(1.5)
+    outs = [lif(x, beta=beta, backend="torch")[0] for _ in range(3)]
+    assert len(derived) == 1
+    assert all(torch.equal(o, lif(x, beta=1.0, backend="torch")[0]) for o in outs)  # clamped to 1
+    beta.fill_(0.5)
+    assert torch.equal(lif(x, beta=beta, backend="torch")[0], lif(x, beta=0.5, backend="torch")[0])
+    assert len(derived) == 2
+    learnable = torch.tensor(1.5, requires_grad=True)  # a gradient flows: clamped in the graph, per call
+    lif(x, beta=learnable, backend="torch")[1].sum().backward()
+    assert len(derived) == 2 and learnable.grad is not None
+
+
+def test_swapped_leaky_stores_mem_as_its_buffer_and_runs_buffer_hooks():
+    """The swapped Leaky writes ``mem`` straight into its buffers (nn.Module.__setattr__'s generic path costs a
+    few microseconds a step): the same buffer as before (non-persistent, so not in state_dict), and while a
+    buffer-registration hook is installed the generic path runs, hook included."""
+    snntorch = pytest.importorskip("snntorch")
+    neuron = snntorch.Leaky(beta=0.9)
+    snnkern.swap(neuron, backend="torch")
+    x = torch.rand(2, 3)
+    spk, mem = neuron(x, neuron.init_leaky())
+    assert neuron._buffers["mem"] is mem and "mem" not in neuron.state_dict()
+    seen = []
+    handle = torch.nn.modules.module.register_module_buffer_registration_hook(lambda m, name, t: seen.append(name))
+    try:
+        neuron(x, mem)
+    finally:
+        handle.remove()
+    assert seen == ["mem", "mem"]  # the state passed in, then the new one

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _checks
+from ._per_version import WeakIdKeyDictionary, per_version, version_key
 from ._dispatch import select_backend
-from .ops.spike_linear import (cached_weight_parts, parts_source, per_weight_version, spike_linear_apply,
-                               spike_linear_reference)
+from .ops.spike_linear import cached_weight_parts, spike_linear_apply, spike_linear_reference
 from .ops.spike_pack import pack_forward, pack_reference, packed_words, unpack_forward, unpack_reference
 
 SPIKE_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.bool, torch.uint8)
@@ -163,7 +162,7 @@ def _checked_parts(parts, weight: torch.Tensor) -> torch.Tensor:
     if parts.shape != (n_parts, *weight.shape) or parts.dtype != dtype or parts.device != weight.device:
         raise ValueError(f"weight_parts_cache must be weight_parts(weight): shape {(n_parts, *weight.shape)}, "
                          f"{dtype}, on {weight.device}; got {tuple(parts.shape)}, {parts.dtype}, on {parts.device}")
-    if not torch.compiler.is_compiling() and getattr(parts, "_snnkern_source", None) != parts_source(weight):
+    if not torch.compiler.is_compiling() and getattr(parts, "_snnkern_source", None) != version_key(weight):
         raise ValueError("weight_parts_cache is stale: it was not made by weight_parts() from this weight as it "
                          "is now (the weight changed since); compute it again")
     return parts.contiguous()
@@ -235,7 +234,7 @@ def nonfinite_poison(weight: torch.Tensor) -> torch.Tensor:
     makes an output non-finite exactly where a dense product's is (``0 * inf`` is NaN there; the finite
     values are unchanged; where dense gives +-inf this gives NaN). Computed on the device once per weight
     version (for any tensor: it replaced a check that ran once per version), so it costs no host sync."""
-    return per_weight_version(_POISON, weight, _poison_of, parameters_only=False)
+    return per_version(_POISON, weight, _poison_of, parameters_only=False)
 
 
 def spike_linear_run(x, weight, bias, strict, assume_binary, algorithm, weight_parts_cache, rate, backend,

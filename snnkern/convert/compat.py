@@ -19,8 +19,9 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.modules.module as _torch_module
 
-from ..functional import if_, lif
+from ..functional import if_, lif, sigmoid_decay
 
 # snnTorch builds its surrogates as closures; (qualname, parameter) -> snnkern surrogate name
 SNNTORCH_SURROGATES = {
@@ -136,17 +137,18 @@ class SnnkernLeaky:
     def forward(self, input_, mem=None):
         # the same control flow as snntorch.Leaky.forward (reset_delay=True)
         if mem is not None:
-            self.mem = mem
+            _set_buffer(self, "mem", mem)
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_)
         surrogate, alpha = self.snnkern_options()
-        spk, self.mem = _over_scalar_neurons(
+        spk, mem = _over_scalar_neurons(
             lambda x_seq, v0: lif(x_seq, v0, beta=self.beta, threshold=self.threshold,
                                   reset=SNNTORCH_RESETS[self._reset_mechanism], convention="snntorch",
                                   surrogate=surrogate, alpha=alpha, backend=self.snnkern_backend),
             input_.unsqueeze(0), self.mem)
+        _set_buffer(self, "mem", mem)
         spk = spk[0]
         if self.output or not self.init_hidden:
             return spk, self.mem
@@ -154,6 +156,18 @@ class SnnkernLeaky:
 
     def extra_repr(self):
         return f"snnkern backend={self.snnkern_backend!r}"
+
+
+def _set_buffer(module, name: str, value) -> None:
+    """``module.<name> = value`` for a registered buffer and a plain tensor, as nn.Module.__setattr__ stores it,
+    without its generic path (a few microseconds, twice a step of a stepped loop); the generic path when
+    buffer-registration hooks are installed (it runs them) or the name is not a buffer."""
+    buffers = module.__dict__.get("_buffers")
+    if (buffers is None or name not in buffers or type(value) is not torch.Tensor
+            or getattr(_torch_module, "_global_buffer_registration_hooks", True)):
+        setattr(module, name, value)
+    else:
+        buffers[name] = value
 
 
 def _over_scalar_neurons(call, x_seq, v0):
@@ -244,4 +258,4 @@ class SnnkernIFNode(_SnnkernNode):
 
 class SnnkernParametricLIFNode(_SnnkernNode):
     def _neuron_call(self, x_seq, v0, kw):
-        return lif(x_seq, v0, beta=1.0 - self.w.sigmoid(), decay_input=self.decay_input, **kw)
+        return lif(x_seq, v0, beta=sigmoid_decay(self.w), decay_input=self.decay_input, **kw)

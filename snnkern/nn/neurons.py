@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import _checks
 from .._dispatch import BACKENDS, last_backend
-from ..functional import CONVENTIONS, RESETS, TENSOR, spec_value, if_spec, lif_run, lif_spec
+from ..functional import CONVENTIONS, RESETS, TENSOR, if_spec, lif_run, lif_spec, sigmoid_decay, spec_value
 from ..ops.surrogate import resolve_surrogate
 
 
@@ -181,7 +181,7 @@ class PLIF(SpikingNeuron):
         spec = lif_spec(self.convention, TENSOR, None, spec_value(self.threshold), self.reset_mode, self.v_reset,
                         self.decay_input, self.detach_reset, self.surrogate, self.alpha, self._spike_dtype(x_seq),
                         return_membrane)
-        return lif_run(x_seq, v0, 1.0 - self.w.sigmoid(), None, self.threshold, False, self.backend, spec)
+        return lif_run(x_seq, v0, sigmoid_decay(self.w), None, self.threshold, False, self.backend, spec)
 
     def _repr_params(self) -> str:
         tau = self.tau

@@ -42,8 +42,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
+from .._per_version import WeakIdKeyDictionary, per_version, version_key
 from ._triton import HAS_TRITON, tl, triton
 from .spike_pack import (active_inputs_forward, packed_words, tiles_schedule_forward, transpose_packed_forward,
                          unpack_forward)
@@ -309,36 +309,14 @@ def weight_parts(weight: torch.Tensor) -> torch.Tensor:
         lo = (r - mid.float()).to(torch.bfloat16)
         parts = torch.stack([hi, mid, lo])
     if not torch.compiler.is_compiling():  # a traced graph recomputes them anyway
-        parts._snnkern_source = parts_source(weight)
+        parts._snnkern_source = version_key(weight)
     return parts
-
-
-def parts_source(weight: torch.Tensor) -> tuple:
-    """What a weight_parts cache must have been made from (a detached view shares data and version)."""
-    return (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, weight.device)
-
-
-def per_weight_version(store: WeakIdKeyDictionary, weight: torch.Tensor, make, *, parameters_only: bool = True):
-    """``make(weight)``, kept in ``store`` beside the tensor that owns ``weight`` (itself, or the base of a view
-    made per call such as SpikeConv2d's reshape) until the weight changes (its version, storage or layout).
-    Held beside it, not on it: a pickled module does not carry the copy, and it goes with the tensor.
-    ``parameters_only``: only an ``nn.Parameter``'s is kept (a plain tensor may be a per-call temporary)."""
-    holder = weight if weight._base is None else weight._base
-    if (parameters_only and not isinstance(holder, torch.nn.Parameter)) or torch.compiler.is_compiling():
-        return make(weight.detach())  # an operand, not part of the autograd graph
-    key = (*parts_source(weight), weight.stride())
-    cached = store.get(holder)
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            cached = (key, make(weight.detach()))
-        store[holder] = cached
-    return cached[1]
 
 
 def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
     """W.T contiguous, what the gather walks, kept per parameter version: transposing a 32 MB fp16 weight
     costs ~14 us a call, a third of an ideal gather at 99.9% sparsity. The copy costs one more weight's memory."""
-    return per_weight_version(_WEIGHT_T, weight, lambda w: w.t().contiguous())
+    return per_version(_WEIGHT_T, weight, lambda w: w.t().contiguous())
 
 
 def cached_weight_parts(weight: torch.Tensor) -> torch.Tensor:
@@ -346,7 +324,7 @@ def cached_weight_parts(weight: torch.Tensor) -> torch.Tensor:
     version: splitting an fp32 weight into three bf16 parts is three passes over it (and most of a small
     call's host time), and padding a K that is not a multiple of 8 (hidden layers of 100, 300, 500) a
     copy, when done every call. 16-bit weights with K a multiple of 8 are their own part (a view)."""
-    return per_weight_version(_PARTS, weight, lambda w: aligned_rows(weight_parts(w)))
+    return per_version(_PARTS, weight, lambda w: aligned_rows(weight_parts(w)))
 
 
 # parameter -> (key, W.T) and (key, weight parts)
