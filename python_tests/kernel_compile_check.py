@@ -33,7 +33,8 @@ from snnkern.ops import spike_pack as SP  # noqa: E402
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 CUOBJDUMP = os.path.join(BIN, "cuobjdump")
 
-INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET", "NBLK", "KS", "NS")
+INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET", "NBLK", "KS", "NS", "beta_div", "beta_period",
+            "thr_div", "thr_period")
 
 
 def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=(),
@@ -86,14 +87,17 @@ def variants():
         yield "fwd", L.lif_fwd_kernel, fwd, L.FWD_WARPS, dtype, ()
         if reset == 1:
             yield "fwd_odd_n", L.lif_fwd_kernel, dict(fwd, VEC=1), L.FWD_WARPS, dtype, ()
+            # learnable per-channel beta and threshold, read in place (mode 3)
+            yield "fwd_channel", L.lif_fwd_kernel, dict(fwd, BETA_MODE=3, THR_MODE=3), L.FWD_WARPS, dtype, ()
             # packed spikes out (inference: no checkpoints, no membrane sequence); N a multiple of 32
             packed = dict(fwd, SAVE_CKPT=False, STORE_V=False, PACK=True)
             yield "fwd_packed", L.lif_fwd_kernel, packed, L.FWD_WARPS, dtype, ()
-        # plain; learnable per-neuron beta and threshold; and everything at once (+ v0 and membrane grads)
+        # plain; learnable per-channel beta and threshold (read in place, mode 3); and everything at once
+        # (per-neuron parameters, + v0 and membrane grads)
         for kind, learn, everything in (("bwd", False, False), ("bwd_learn", True, False), ("bwd_all", True, True)):
             bwd = dict(CHUNK=MAX_CHUNK, DELAYED=delayed, RESET=reset, DECAY_INPUT=not delayed, DETACH=delayed,
-                       SURROGATE=0 if delayed else 1, HAS_V0=True, BETA_MODE=2 if learn else 0,
-                       THR_MODE=2 if learn else 0, HAS_GS=True, HAS_GV=True, HAS_GVS=everything,
+                       SURROGATE=0 if delayed else 1, HAS_V0=True,
+                       BETA_MODE=(2 if everything else 3) if learn else 0, THR_MODE=(2 if everything else 3) if learn else 0, HAS_GS=True, HAS_GV=True, HAS_GVS=everything,
                        STORE_GV0=everything, BETA_GRAD=learn, THR_GRAD=learn, BLOCK=L.BWD_BLOCK)
             yield kind, L.lif_bwd_kernel, bwd, L.BWD_WARPS, dtype, ()
 

@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sass_model  # noqa: E402
 
-KINDS = ("fwd", "fwd_odd_n", "fwd_packed", "bwd", "bwd_learn", "bwd_all", "spike_tiles", "spike_grad_w_tiles",
+KINDS = ("fwd", "fwd_odd_n", "fwd_channel", "fwd_packed", "bwd", "bwd_learn", "bwd_all", "spike_tiles", "spike_grad_w_tiles",
          "tiles_schedule", "transpose_bits", "spike_gather", "pack", "unpack")
 BACKWARD_KINDS = ("bwd", "bwd_learn", "bwd_all")
 # Bytes in flight an H100/H200 SM needs to approach its memory bandwidth (latency x bandwidth per SM).
@@ -54,8 +54,9 @@ def test_no_register_spills(results):
 
 
 def test_forward_accesses_are_wide(results):
-    """fp32 x loads 16 bytes a thread (4 neurons), bf16 8 bytes, also when N is only a multiple of 4."""
-    for r in _sm90(results, "fwd", "fwd_packed"):
+    """fp32 x loads 16 bytes a thread (4 neurons), bf16 8 bytes, also when N is only a multiple of 4 and when
+    beta and threshold are per-channel tensors read in place."""
+    for r in _sm90(results, "fwd", "fwd_channel", "fwd_packed"):
         want = 16 if r["dtype"] == "fp32" else 8
         assert r["loop_load_bytes"] == [want], f"narrow loads in the forward's loop: {r}"
 

@@ -113,6 +113,43 @@ def test_parametric_lif_beta_from_sigmoid(kernel_device, kernel_backend):
     torch.testing.assert_close(grads[kernel_backend], grads["torch"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("neurons,param_shape", [
+    ((3, 4, 5, 5), (4, 1, 1)),  # per channel of a conv layer: read in place (mode 3)
+    ((3, 4, 5, 5), (1, 4, 1, 1)),
+    ((3, 4, 5, 5), (5, 5)),  # per pixel, shared by channels and samples
+    ((2, 4, 3, 5), (4, 3, 1)),  # a run of two dims
+    ((3, 1, 6), (3, 1, 1)),  # per sample, with a size-1 neuron dim between
+    ((2, 4, 3, 5), (4, 1, 5)),  # not one run: expanded to every neuron (mode 2)
+])
+def test_broadcast_parameters_are_read_in_place(kernel_device, kernel_backend, neurons, param_shape):
+    """Learnable beta and threshold broadcast over the neurons: equal to the reference, forward and backward
+    (their gradients summed back to their own shape)."""
+    x, v0, gs, gv = make_inputs(MAX_CHUNK + 3, neurons, seed=5)
+    g = torch.Generator().manual_seed(6)
+    beta = torch.rand(param_shape, generator=g) * 0.5 + 0.45
+    thr = torch.rand(param_shape, generator=g) * 0.5 + 0.6
+    for convention in ("snntorch", "spikingjelly"):
+        assert_same(kernel_device, kernel_backend, x, v0, gs, gv, params=[("beta", beta), ("threshold", thr)],
+                    convention=convention)
+
+
+def test_broadcast_layout_indexes_the_flattened_parameter():
+    """Neuron n reads element (n // div) % period of the flattened parameter: checked against expand()."""
+    from snnkern.ops.lif.launch import _param_arg, broadcast_layout
+
+    assert broadcast_layout((4, 1, 5), (2, 4, 3, 5)) is None
+    for neurons, param_shape, layout in [((8, 32), (32,), (1, 32)), ((2, 4, 3, 3), (4, 1, 1), (9, 4)),
+                                         ((2, 4, 3, 5), (4, 3, 1), (5, 12)), ((2, 4), (2, 1), (4, 2)),
+                                         ((2, 4, 1, 1), (4, 1, 1), (1, 4)), ((3, 1, 6), (3, 1, 1), (6, 3))]:
+        assert broadcast_layout(param_shape, neurons) == layout
+        p = torch.randn(param_shape)
+        n = torch.arange(torch.Size(neurons).numel())
+        div, period = layout
+        assert torch.equal(p.reshape(-1)[(n // div) % period], p.expand(neurons).reshape(-1))
+        t, _, div_arg, period_arg, mode = _param_arg(p, 0.0, torch.Size(neurons), n.numel(), p)
+        assert (mode, div_arg, period_arg) == (3, div, period) and t.numel() == p.numel()  # no expanded copy
+
+
 @pytest.mark.parametrize("shape", [(1031,), (2, 3, 4, 5), (1, 1)])
 @pytest.mark.parametrize("v0_given", [True, False])
 def test_shapes_and_initial_state(kernel_device, kernel_backend, shape, v0_given):

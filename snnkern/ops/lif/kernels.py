@@ -77,9 +77,14 @@ def _step(state, x, beta, one_minus_beta, leak, thr, v_reset,
 
 
 @triton.jit
-def _load_param(offs, mask, ptr, value, MODE: tl.constexpr, BLOCK: tl.constexpr):
-    """MODE 0: the float ``value``; 1: one fp32 at ``ptr``; 2: fp32 per neuron at ``ptr``."""
-    if MODE == 2:
+def _load_param(offs, mask, ptr, value, div, period, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """MODE 0: the float ``value``; 1: one fp32 at ``ptr``; 2: fp32 per neuron at ``ptr``; 3: neuron n reads
+    ``ptr[(n // div) % period]`` (a per-feature or per-channel tensor broadcast over the batch and the
+    pixels: read in place, where mode 2 needs a copy expanded to every neuron; the division runs once per
+    neuron, before the time loop; in 64 bits, which on sm_90 takes fewer registers than the 32-bit form)."""
+    if MODE == 3:
+        p = tl.load(ptr + (offs // div) % period, mask=mask, other=1.0)
+    elif MODE == 2:
         p = tl.load(ptr + offs, mask=mask, other=1.0)
     elif MODE == 1:
         p = tl.full([BLOCK], tl.load(ptr), tl.float32)
@@ -89,10 +94,10 @@ def _load_param(offs, mask, ptr, value, MODE: tl.constexpr, BLOCK: tl.constexpr)
 
 
 @triton.jit
-def _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                 BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr, BLOCK: tl.constexpr):
-    beta = _load_param(offs, mask, beta_ptr, beta_val, BETA_MODE, BLOCK)
-    thr = _load_param(offs, mask, thr_ptr, thr_val, THR_MODE, BLOCK)
+def _load_params(offs, mask, beta_ptr, beta_val, beta_div, beta_period, thr_ptr, thr_val, thr_div, thr_period,
+                 v_reset, BETA_MODE: tl.constexpr, THR_MODE: tl.constexpr, BLOCK: tl.constexpr):
+    beta = _load_param(offs, mask, beta_ptr, beta_val, beta_div, beta_period, BETA_MODE, BLOCK)
+    thr = _load_param(offs, mask, thr_ptr, thr_val, thr_div, thr_period, THR_MODE, BLOCK)
     one_minus_beta = 1.0 - beta
     leak = one_minus_beta * v_reset
     return beta, one_minus_beta, leak, thr
@@ -102,8 +107,8 @@ def _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
 def lif_fwd_kernel(
     x_ptr,  # [T, N] input current, fp32/bf16/fp16, contiguous
     v0_ptr,  # [N] fp32 initial state (read only if HAS_V0)
-    beta_ptr, beta_val,  # decay: fp32 [N] or [1] at beta_ptr, or the float beta_val (see _load_param)
-    thr_ptr, thr_val,  # threshold, likewise
+    beta_ptr, beta_val, beta_div, beta_period,  # decay: fp32 at beta_ptr, or the float beta_val (_load_param)
+    thr_ptr, thr_val, thr_div, thr_period,  # threshold, likewise
     s_ptr,  # [T, N] spikes out, spike dtype; PACK: [T, N/32] int32 words (bit j of word w: neuron 32w+j)
     v_last_ptr,  # [N] fp32 final state out
     vs_ptr,  # [T, N] fp32 state after every step (written if STORE_V)
@@ -118,8 +123,8 @@ def lif_fwd_kernel(
     N = N_VECS * VEC  # the compiler now knows VEC | N (a plain N is only known aligned when 16 | N)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                                                   BETA_MODE, THR_MODE, BLOCK)
+    beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, beta_div, beta_period, thr_ptr,
+                                                   thr_val, thr_div, thr_period, v_reset, BETA_MODE, THR_MODE, BLOCK)
     if HAS_V0:
         state = tl.load(v0_ptr + offs, mask=mask, other=0.0)
     else:
@@ -163,7 +168,7 @@ def lif_fwd_kernel(
 def lif_bwd_kernel(
     x_ptr,  # [T, N] forward input (recomputation source)
     v0_ptr,  # [N] fp32 initial state (if HAS_V0)
-    beta_ptr, beta_val, thr_ptr, thr_val,  # as in the forward kernel
+    beta_ptr, beta_val, beta_div, beta_period, thr_ptr, thr_val, thr_div, thr_period,  # as in the forward kernel
     ckpt_ptr,  # [ceil(T/CHUNK)-1, N] fp32 checkpoints from the forward
     gs_ptr,  # [T, N] grad of spikes (read if HAS_GS)
     gv_last_ptr,  # [N] fp32 grad of the final state (read if HAS_GV)
@@ -181,8 +186,8 @@ def lif_bwd_kernel(
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, thr_ptr, thr_val, v_reset,
-                                                   BETA_MODE, THR_MODE, BLOCK)
+    beta, one_minus_beta, leak, thr = _load_params(offs, mask, beta_ptr, beta_val, beta_div, beta_period, thr_ptr,
+                                                   thr_val, thr_div, thr_period, v_reset, BETA_MODE, THR_MODE, BLOCK)
     if HAS_GV:
         g_state = tl.load(gv_last_ptr + offs, mask=mask, other=0.0)
     else:

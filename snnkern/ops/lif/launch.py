@@ -25,12 +25,36 @@ def _native_param(p: Optional[torch.Tensor], shape, N: int) -> Optional[torch.Te
     return p.to(torch.float32).expand(shape).reshape(N).contiguous()
 
 
+def broadcast_layout(p_shape, shape) -> Optional[tuple]:
+    """(div, period) such that neuron n of the flattened ``shape`` takes element ``(n // div) % period`` of a
+    tensor of ``p_shape`` (broadcastable to ``shape``) flattened, when its non-broadcast dims are one run of
+    the neuron dims (per feature ``[C]`` of ``[B, C]``, per channel ``[C, 1, 1]`` of ``[B, C, H, W]``, ...);
+    None otherwise. Dims of size 1 in ``shape`` are ignored: they change no index."""
+    p_shape = (1,) * (len(shape) - len(p_shape)) + tuple(p_shape)
+    kept = [i for i, (a, b) in enumerate(zip(p_shape, shape)) if b != 1]
+    own = [i for i in kept if p_shape[i] != 1]  # where p has the neuron dim's own size
+    if not own or own != kept[kept.index(own[0]):kept.index(own[0]) + len(own)]:
+        return None
+    div = period = 1
+    for i in kept:
+        if i > own[-1]:
+            div *= shape[i]
+        elif i in own:
+            period *= shape[i]
+    return div, period
+
+
 def _param_arg(p: Optional[torch.Tensor], value: float, shape, N: int, dummy: torch.Tensor):
-    """(pointer tensor, float, mode) for the Triton kernels' _load_param: mode 0 reads ``value``."""
-    t = _native_param(p, shape, N)
-    if t is None:
-        return dummy, value, 0
-    return t, 0.0, 1 if t.numel() == 1 else 2
+    """(pointer tensor, float, div, period, mode) for the Triton kernels' _load_param: mode 0 reads ``value``,
+    1 one value, 2 one per neuron, 3 a per-feature/per-channel tensor in place (``broadcast_layout``)."""
+    if p is None:
+        return dummy, value, 1, 1, 0
+    if p.numel() == 1:
+        return _native_param(p, shape, N), 0.0, 1, 1, 1
+    layout = broadcast_layout(p.shape, shape) if p.numel() < N else None
+    if layout is None:  # per neuron already, or a broadcast the kernel cannot index: expanded to every neuron
+        return _native_param(p, shape, N), 0.0, 1, 1, 2
+    return p.to(torch.float32).reshape(-1).contiguous(), 0.0, *layout, 3
 
 
 def _f32(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -67,12 +91,13 @@ def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     ckpt = torch.empty(rows, *shape, dtype=torch.float32, device=dev) if rows else None
     if N == 0:
         return spikes, v_last, v_seq, ckpt
-    beta_p, beta_f, beta_mode = _param_arg(beta, spec.beta_value, shape, N, v_last)
-    thr_p, thr_f, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, v_last)
+    beta_p, beta_f, beta_div, beta_period, beta_mode = _param_arg(beta, spec.beta_value, shape, N, v_last)
+    thr_p, thr_f, thr_div, thr_period, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, v_last)
     v0_n = _f32(v0)
     vec = K.FWD_VEC if N % K.FWD_VEC == 0 else (N & -N)  # the widest power of two dividing N, at most FWD_VEC
     K.lif_fwd_kernel[(_cdiv(N, K.FWD_BLOCK),)](
-        x, v_last if v0_n is None else v0_n, beta_p, beta_f, thr_p, thr_f, spikes, v_last,
+        x, v_last if v0_n is None else v0_n, beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period,
+        spikes, v_last,
         v_last if v_seq is None else v_seq, v_last if ckpt is None else ckpt,
         T, N // vec, spec.v_init, spec.v_reset,
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
@@ -99,13 +124,14 @@ def triton_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold
     if N == 0:
         return grad_x, grad_v0, grad_beta, grad_thr
     dummy = grad_x
-    beta_p, beta_f, beta_mode = _param_arg(beta, spec.beta_value, shape, N, dummy)
-    thr_p, thr_f, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, dummy)
+    beta_p, beta_f, beta_div, beta_period, beta_mode = _param_arg(beta, spec.beta_value, shape, N, dummy)
+    thr_p, thr_f, thr_div, thr_period, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, dummy)
     v0_n, gv, gvs = _f32(v0), _f32(grad_v_last), _f32(grad_v_seq)
     gs = grad_spikes.contiguous() if grad_spikes is not None else None
     or_dummy = lambda t: dummy if t is None else t  # noqa: E731  (the kernel never reads an absent input)
     K.lif_bwd_kernel[(_cdiv(N, K.BWD_BLOCK),)](
-        x, or_dummy(v0_n), beta_p, beta_f, thr_p, thr_f, or_dummy(ckpt), or_dummy(gs), or_dummy(gv), or_dummy(gvs),
+        x, or_dummy(v0_n), beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period, or_dummy(ckpt),
+        or_dummy(gs), or_dummy(gv), or_dummy(gvs),
         grad_x, or_dummy(grad_v0), or_dummy(grad_beta), or_dummy(grad_thr),
         T, N, spec.v_init, spec.v_reset, spec.alpha,
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
