@@ -96,6 +96,21 @@ def _or(a, b):
 
 
 @triton.jit
+def _before(flags):
+    """Exclusive prefix sum of 0/1 int32 flags: how many set flags precede each one (its slot in a list
+    compacted from the set ones)."""
+    return tl.cumsum(flags, 0) - flags
+
+
+@triton.jit
+def _append(ptr, n, values, flags):
+    """Append ``values`` where ``flags`` is set, in order, to the list at ``ptr`` holding ``n`` entries;
+    returns the new length."""
+    tl.store(ptr + n + _before(flags), values, mask=flags != 0)
+    return n + tl.sum(flags, 0)
+
+
+@triton.jit
 def _active_inputs_kernel(
     p_ptr,  # [M, W] int32 packed spikes
     idx_ptr,  # [cdiv(M, ROWS), K] int32 out: row block b's active inputs, ascending, in its first cnt[b] entries
@@ -116,9 +131,7 @@ def _active_inputs_kernel(
         on = ((((union[:, None] >> bit[None, :]) & 1) != 0) & (ks < K)).to(tl.int32)  # padding bits past K: off
         on = tl.reshape(on, [CHUNK_W * 32])
         ks = tl.reshape(ks, [CHUNK_W * 32])
-        pos = total + tl.cumsum(on, 0) - on  # exclusive prefix sum: where each active input goes
-        tl.store(idx_ptr + blk.to(tl.int64) * K + pos, ks, mask=on != 0)
-        total += tl.sum(on, 0)
+        total = _append(idx_ptr + blk.to(tl.int64) * K, total, ks, on)
     tl.store(cnt_ptr + blk, total)
 
 
@@ -192,8 +205,7 @@ def _schedule_kernel(
     on = tl.load(flag_ptr + rows, mask=rows < M, other=0)
     off = tl.where(rows < M, 1 - on, 0)
     # stable partition: spiking rows first (ascending), then the silent ones (ascending)
-    pos = tl.where(on != 0, before + tl.cumsum(on, 0) - on,
-                   total + (blk * ROWS - before) + tl.cumsum(off, 0) - off)
+    pos = tl.where(on != 0, before + _before(on), total + (blk * ROWS - before) + _before(off))
     tl.store(sched_ptr + 2 + pos, rows, mask=rows < M)
     if blk == 0:
         tl.store(sched_ptr, total)
@@ -201,9 +213,7 @@ def _schedule_kernel(
         n = tl.sum(tl.zeros([CHUNK_W], tl.int32), 0)
         for w0 in range(0, W, CHUNK_W):
             u = tl.load(sched_ptr + 2 + M + W + w0 + ws0, mask=w0 + ws0 < W, other=0)
-            a = tl.where(u != 0, 1, 0)
-            tl.store(sched_ptr + 2 + M + n + tl.cumsum(a, 0) - a, w0 + ws0, mask=a != 0)
-            n += tl.sum(a, 0)
+            n = _append(sched_ptr + 2 + M, n, w0 + ws0, tl.where(u != 0, 1, 0))
         tl.store(sched_ptr + 1, n)
 
 
@@ -228,9 +238,7 @@ def _schedule_one_kernel(
         any_ = any_ | tl.max(tl.where(words != 0, 1, 0), axis=1)
         u = tl.reduce(words, 0, _or)
         tl.store(sched_ptr + 2 + M + W + ws, u, mask=ws < W)
-        a = tl.where(u != 0, 1, 0)
-        tl.store(sched_ptr + 2 + M + n + tl.cumsum(a, 0) - a, ws, mask=a != 0)
-        n += tl.sum(a, 0)
+        n = _append(sched_ptr + 2 + M, n, ws, tl.where(u != 0, 1, 0))
     for w0 in range(0, W, CHUNK_W):  # the word list's unused tail: 0, as the reference has it
         ws = w0 + ws0
         tl.store(sched_ptr + 2 + M + ws, tl.zeros([CHUNK_W], tl.int32), mask=(ws >= n) & (ws < W))
@@ -238,7 +246,7 @@ def _schedule_one_kernel(
     off = tl.where(rows < M, 1 - any_, 0)
     total = tl.sum(on, 0)
     # stable partition: spiking rows first (ascending), then the silent ones (ascending)
-    pos = tl.where(on != 0, tl.cumsum(on, 0) - on, total + tl.cumsum(off, 0) - off)
+    pos = tl.where(on != 0, _before(on), total + _before(off))
     tl.store(sched_ptr + 2 + pos, rows, mask=rows < M)
     tl.store(sched_ptr, total)
     tl.store(sched_ptr + 1, n)
