@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define SNN_HD __host__ __device__ __forceinline__
@@ -144,6 +145,36 @@ struct InputRow<xT, V, true> {
   }
 };
 
+// Spikes written as the pack_spikes layout (bit j of word w: neuron 32w + j of a row) by the forward itself,
+// V bits a thread. The caller runs it only where 32 | N (rows of 32 | the last dim hold whole words), so
+// row % 32 == n % 32 and the 32 / V threads of consecutive groups share a word.
+template <int V>
+SNN_HD void store_spike_bits(int32_t* words, int64_t row, uint32_t bits) {
+  static_assert(32 % V == 0, "a word holds whole groups");
+  const uint64_t at = static_cast<uint64_t>(row);  // rows are never negative: shifts, not signed division
+  const uint32_t placed = bits << (at % 32);
+#ifdef __CUDA_ARCH__
+  // the 32 / V lanes of a word OR their bits together and the first stores it (one lane a neuron: the
+  // ballot is the word). The mask names those lanes only: they all run this call (32 | N, so none of them
+  // stopped at n >= N), where the warp's other lanes may have.
+  constexpr unsigned kLanes = 32 / V;
+  const unsigned lane = threadIdx.x % 32;  // blockDim.x is a multiple of 32
+  const unsigned group = kLanes == 32 ? ~0u : ((1u << (kLanes % 32)) - 1) << (lane & ~(kLanes - 1));
+  uint32_t word = placed;
+  if constexpr (V == 1) {
+    word = __ballot_sync(group, bits);
+  } else {
+#pragma unroll
+    for (unsigned d = 1; d < kLanes; d <<= 1) word |= __shfl_xor_sync(group, word, d);
+  }
+  if (lane % kLanes == 0) words[at / 32] = static_cast<int32_t>(word);
+#else
+  // the host runs the groups in increasing n: a word's first group writes it, the next ones add their bits
+  int32_t& word = words[at / 32];
+  word = static_cast<int32_t>(at % 32 == 0 ? placed : static_cast<uint32_t>(word) | placed);
+#endif
+}
+
 static_assert((kChunk & (kChunk - 1)) == 0, "kChunk must be a power of two");
 
 // The forward of the V adjacent neurons n .. n+V-1, each with the arithmetic of step() in the same order
@@ -156,6 +187,7 @@ template <int V, typename xT, typename sT>
 SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restrict__ x, const float* __restrict__ v0,
                             Param beta_p, Param thr_p, sT* __restrict__ spikes, float* __restrict__ v_last,
                             float* __restrict__ v_seq, float* __restrict__ ckpt, const LifSpec& p) {
+  constexpr bool kPacked = std::is_same<sT, int32_t>::value;  // int32 spikes: 32 a word (store_spike_bits)
   float beta[V], thr[V], omb[V], leak[V], state[V];
   const Pack<float, V> init = v0 ? load_pack<V>(v0 + n) : Pack<float, V>{};
 #pragma unroll
@@ -178,14 +210,21 @@ SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restric
       ckpt_row += N;
     }
     Pack<sT, V> s;
+    uint32_t bits = 0;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       float sj;
       step(state[j], xt.at(j), beta[j], omb[j], leak[j], thr[j], p, sj, state[j]);
-      s.v[j] = static_cast<sT>(sj);
+      if constexpr (kPacked)
+        bits |= static_cast<uint32_t>(sj) << j;
+      else
+        s.v[j] = static_cast<sT>(sj);
       st.v[j] = state[j];
     }
-    store_pack(spikes + row, s);
+    if constexpr (kPacked)
+      store_spike_bits<V>(spikes, row, bits);
+    else
+      store_pack(spikes + row, s);
     if (v_seq) store_pack(v_seq + row, st);
     row = next;
   }

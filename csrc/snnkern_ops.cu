@@ -48,16 +48,18 @@ void check_device(const at::Tensor& ref, const c10::optional<at::Tensor>& t, con
 // (8-byte loads), other rows one neuron a thread. Registers: at most 48 for the 4-wide kernel (5 blocks, 40
 // warps per SM; unbounded it takes 52 with uint8 spikes, 32 warps), 32 for the scalar one (64 warps), 64 for
 // the 8-wide one (4 blocks, 32 warps; unbounded 77-89, 16-24 warps): 16 bytes a thread at 32 warps keep
-// 16 KB in flight per SM where 8 bytes at 40 kept 10 (sm_90 SASS, test_csrc_sass.py).
+// 16 KB in flight per SM where 8 bytes at 40 kept 10 (sm_90 SASS, test_csrc_sass.py). Packed spikes (int32
+// words): the lanes' shuffles took the 4-wide fp32 kernel to 16 bytes of spills under 48, so a packed vector
+// kernel gets 64 (4-wide: 54 in fp32, 32 warps; 48 in bf16/fp16, 40 warps).
 constexpr int kLoadBytes = 16;
 constexpr int kVec = 4;
 template <typename xT>
 constexpr int kWideVec = kLoadBytes / sizeof(xT);
 
-constexpr int fwd_min_blocks(int V) { return V > kVec ? 4 : V > 1 ? 5 : 8; }
+constexpr int fwd_min_blocks(int V, bool packed) { return V > kVec || (packed && V > 1) ? 4 : V > 1 ? 5 : 8; }
 
 template <int V, typename xT, typename sT>
-__global__ void __launch_bounds__(kThreads, fwd_min_blocks(V))
+__global__ void __launch_bounds__(kThreads, fwd_min_blocks(V, std::is_same<sT, int32_t>::value))
     lif_fwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr, sT* s, float* v_last,
                    float* v_seq, float* ckpt, LifSpec p) {
   const int64_t n = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
@@ -113,14 +115,15 @@ void dispatch_float(at::ScalarType st, F&& f) {
   }
 }
 
-// Spikes are stored in the input's dtype (xT), bool or uint8.
+// Spikes are stored in the input's dtype (xT), bool or uint8, or bit-packed into int32 words.
 template <typename xT, typename F>
 void dispatch_spike_dtype(at::ScalarType st, at::ScalarType x_st, F&& f) {
   if (st == x_st) return f(xT{});
   switch (st) {
     case at::kBool: f(bool{}); break;
     case at::kByte: f(uint8_t{}); break;
-    default: TORCH_CHECK(false, "snnkern: spikes must be in the input dtype, bool or uint8, got ", st);
+    case at::kInt: f(int32_t{}); break;
+    default: TORCH_CHECK(false, "snnkern: spikes must be in the input dtype, bool, uint8 or int32 (packed), got ", st);
   }
 }
 
@@ -147,7 +150,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
   const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
   auto rest = x.sizes().slice(1);
   auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor spikes = at::empty(x.sizes(), x.options().dtype(spike_dtype));
+  // int32: the pack_spikes layout, written by the kernels where every word holds neurons of one row
+  // (32 | the last dim; ops/lif/launch.py packs uint8 spikes after otherwise)
+  const bool packed = spike_dtype == at::kInt;
+  TORCH_CHECK(!packed || (x.dim() >= 2 && x.size(-1) % 32 == 0),
+              "snnkern: lif_fwd_native packs spikes only when the last dim is a multiple of 32, got ", x.sizes());
+  std::vector<int64_t> spike_shape(x.sizes().begin(), x.sizes().end());
+  if (packed) spike_shape.back() /= 32;
+  at::Tensor spikes = at::empty(spike_shape, x.options().dtype(spike_dtype));
   at::Tensor v_last = at::empty(rest, f32);
   at::Tensor v_seq = return_membrane ? at::empty(x.sizes(), f32) : at::empty({0}, f32);
   std::vector<int64_t> ckpt_shape{save_for_backward ? (T - 1) / kChunk : 0};
@@ -172,8 +182,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
       // the same choice, so CI's CPU tests check the vector kernels' indexing too.
       auto fits = [&](auto v) {
         constexpr int V = decltype(v)::value;
-        return N % V == 0 && aligned<V>(xp) && aligned<V>(sp) && aligned<V>(vl) && aligned<V>(vs) &&
-               aligned<V>(ck) && aligned<V>(v0p);
+        const bool spikes_fit = std::is_same<sT, int32_t>::value || aligned<V>(sp);  // packed: one word a group
+        return N % V == 0 && aligned<V>(xp) && spikes_fit && aligned<V>(vl) && aligned<V>(vs) && aligned<V>(ck) &&
+               aligned<V>(v0p);
       };
       auto run = [&](auto v) {
         constexpr int V = decltype(v)::value;

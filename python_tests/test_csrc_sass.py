@@ -59,15 +59,24 @@ def _kernels() -> dict:
         if kind:
             regs, stack = resources[name]
             key = (kind.group(1), int(kind.group(2) or 1), kind.group(3))
+            block = _main_path(block)
             out[key] = (sass_model.analyze(block, regs, THREADS // 32), regs, stack, block)
     assert out, "no LIF kernel found in the extension's SASS"
     return out
 
 
+def _main_path(block: str) -> str:
+    """A kernel's code up to its first unconditional EXIT. After it the compiler puts out-of-line paths,
+    such as a warp shuffle's for lanes found diverged, which branch back into the loop: their branch is
+    the last backward one but no loop (loop_body would take it for the hot loop)."""
+    end = re.search(r"/\*[0-9a-f]{4,}\*/\s+EXIT\s*;", block)
+    return block[:end.end()] if end else block
+
+
 def _types(mangled: str) -> tuple:
     """(bytes of an x element, bytes of a spike) from the mangled <xT, sT> of a kernel."""
     x = 4 if mangled.startswith("f") else 2  # float, or c10::Half / c10::BFloat16
-    s = {"h": 1, "b": 1}.get(mangled[-1], x)  # uint8_t, bool, or xT itself
+    s = {"h": 1, "b": 1, "i": 4}.get(mangled[-1], x)  # uint8_t, bool, int32_t (32 packed), or xT itself
     return x, s
 
 
@@ -81,7 +90,7 @@ def test_cpp_forward_moves_whole_vectors_and_keeps_the_next_load_in_flight():
     # what the launcher runs on aligned rows: the widest instantiation of each (x dtype, spike dtype)
     widest = {}
     for (_, vec, types), v in forward.items():
-        if vec >= widest.get(types, (0,))[0]:
+        if vec >= widest.get(types, (0,))[0] and not types.endswith("i"):  # packed spikes: the next test
             widest[types] = (vec, *v)
     assert len(widest) == 9  # x in fp32, bf16, fp16; spikes in x's dtype, uint8, bool
     for types, (vec, a, regs, stack, block) in sorted(widest.items()):
@@ -106,13 +115,38 @@ def test_cpp_forward_moves_whole_vectors_and_keeps_the_next_load_in_flight():
         floor = 16 if x_bytes == 4 else 1.5 * FORWARD_16BIT_KB_BEFORE
         assert a["kb_in_flight_per_sm"] >= floor, (types, a)
     # bf16/fp16 rows aligned to 4 elements but not 8: the 4-wide kernel, 8-byte x loads, as before
-    fallback = {types: v for (_, vec, types), v in forward.items() if vec == 4 and _types(types)[0] == 2}
+    fallback = {types: v for (_, vec, types), v in forward.items()
+                if vec == 4 and _types(types)[0] == 2 and not types.endswith("i")}
     assert len(fallback) == 6, sorted(fallback)
     for types, (a, regs, stack, _block) in fallback.items():
         assert a["loop_load_bytes"] == [8] and a["loads_between_stores"] == 0, (types, a)
         assert regs <= 48 and a["warps_per_sm"] >= 40 and stack == 0, (types, regs, stack)
     for (_, vec, types), (_a, _regs, stack, _b) in forward.items():  # the scalar kernels too
         assert stack == 0, (types, vec, "spills")
+
+
+def test_cpp_forward_writes_packed_words_from_whole_vectors():
+    """int32 spikes (32 | the last dim): the lanes of a word combine their bits (shuffles, a ballot for one
+    neuron a lane) and one stores the 4-byte word, in the loop after the next step's x load, as the widest
+    unpacked kernel. It took 48 registers with 16 bytes of spills in fp32 under the 4-wide bound (256, 5):
+    packed 4-wide fp32 and 8-wide kernels are bounded at (256, 4), 32 warps per SM."""
+    forward = {k: v for k, v in _kernels().items() if k[0] == "lif_fwd_kernel" and k[2].endswith("i")}
+    assert len(forward) == 8, sorted(forward)  # fp32: 4 and 1 neurons a thread; bf16/fp16: 8, 4 and 1
+    for (_, vec, types), (a, regs, stack, block) in sorted(forward.items()):
+        x_bytes = _types(types)[0]
+        print(f"lif_fwd_kernel<{vec}, {types}>: {regs} registers, {a['warps_per_sm']} warps/SM, "
+              f"{a['kb_in_flight_per_sm']} KB in flight per SM")
+        assert stack == 0, (types, vec, "spills")
+        if vec == 1:
+            continue
+        assert a["loop_load_bytes"] == [vec * x_bytes] and a["loads_between_stores"] == 0, (types, vec, a)
+        body = sass_model.loop_body(sass_model.parse(block))
+        narrow = [sass_model.access_bytes(op) for _a, op, _g in body
+                  if op.startswith("STG") and sass_model.access_bytes(op) != 16]
+        assert narrow == [4] * a["loop_loads"], (types, vec, narrow)  # one word a step, fp32 outputs 16 B
+        assert regs <= 64 and a["warps_per_sm"] >= 32, (types, vec, regs)
+        if vec * x_bytes == 16:
+            assert a["kb_in_flight_per_sm"] >= 16, (types, vec, a)
 
 
 def test_cpp_backward_loads_its_chunk_before_storing_and_keeps_bytes_in_flight():

@@ -109,6 +109,62 @@ def test_forward_vector_and_scalar_paths_agree_bitwise(device, dtype):
     assert fired
 
 
+# rest shape, x offset in elements -> neurons a thread of the packed forward (32 | the last dim, so V | N)
+_PACKED_PATHS = {
+    torch.float32: [((2, 64), 0, 4), ((32,), 0, 4), ((2, 64), 2, 1)],
+    torch.bfloat16: [((2, 64), 0, 8), ((32,), 0, 8), ((3, 96), 0, 8), ((2, 64), 4, 4), ((2, 64), 1, 1)],
+}
+_PACKED_PATHS[torch.float16] = _PACKED_PATHS[torch.bfloat16]
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_forward_packs_spikes_in_the_kernel_as_pack_spikes_does(device, dtype):
+    """spike_dtype=int32 with 32 | the last dim: lif_fwd_native writes the words itself (a warp's lanes of one
+    word combine their bits on the GPU; the CPU build ORs them in neuron order), on every path (8, 4, 1
+    neurons a thread; N = 32 leaves most of a GPU warp idle): exactly pack_spikes of its uint8 spikes, bit 31
+    included, with the same membranes and checkpoints."""
+    from snnkern import _C
+    from snnkern.ops.lif import LifSpec
+
+    T = 35
+    g = torch.Generator().manual_seed(1)
+    sign_bits = False  # some word has its bit 31 set
+    for rest, x_offset, vec in _PACKED_PATHS[dtype]:
+        x = (torch.randn(T, *rest, generator=g) * 1.4 + 0.35).to(dtype).to(device)
+        beta = (0.5 + 0.4 * torch.rand(rest, generator=g)).to(device).reshape(-1)
+        xs = _at_offset(x, x_offset)
+        for delayed in (False, True):
+            for reset in (0, 1, 2):
+                for decay_input in (False, True):
+                    for b in (None, beta):
+                        spec = LifSpec(delayed, reset, 0.1, 0.0, decay_input, False, 0, 2.0, 0.9, 1.0, torch.int32,
+                                       True)
+                        packed = torch.ops.snnkern.lif_fwd_native(xs, None, b, None, *spec, True)
+                        case = (rest, x_offset, spec, b is not None)
+                        assert _C.last_forward_vec() == vec, case
+                        spec = spec._replace(spike_dtype=torch.uint8)
+                        dense = torch.ops.snnkern.lif_fwd_native(xs, None, b, None, *spec, True)
+                        assert packed[0].shape == (T, *rest[:-1], rest[-1] // 32), case
+                        assert torch.equal(packed[0], snnkern.pack_spikes(dense[0])), case
+                        sign_bits |= bool((packed[0] < 0).any())
+                        for name, a, d in zip(("v_last", "v_seq", "checkpoints"), packed[1:], dense[1:]):
+                            assert torch.equal(a, d), (name, case)
+    assert sign_bits
+
+
+@pytest.mark.cuda_ext
+def test_forward_packs_in_the_kernel_only_whole_words_of_a_row():
+    from snnkern.ops.lif import LifSpec
+
+    spec = LifSpec(False, 1, 0.0, 0.0, False, False, 0, 2.0, 0.9, 1.0, torch.int32, False)
+    with pytest.raises(RuntimeError, match="multiple of 32"):
+        torch.ops.snnkern.lif_fwd_native(torch.ones(4, 2, 48), None, None, None, *spec, False)
+    p, _ = lif(torch.ones(4, 2, 48) * 2, spike_dtype=torch.int32, backend="cuda")  # packed after the kernel
+    assert p.shape == (4, 2, 2) and torch.equal(p, snnkern.pack_spikes(torch.ones(4, 2, 48)))
+
+
 @pytest.mark.cuda_ext
 @pytest.mark.gpu
 def test_large_tensor_indexing_is_64_bit():
