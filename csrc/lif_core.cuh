@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define SNN_HD __host__ __device__ __forceinline__
@@ -106,8 +107,8 @@ SNN_HD_OUTLINED float surrogate_grad(float x, float alpha, int kind) {
   }
 }
 
-// V values moved by one access of V * sizeof(T) bytes (4 floats: LDG/STG.E.128; 4 halves: .64; 4 bytes: one
-// 32-bit word), so the address must be a multiple of that size.
+// V values moved by one access of V * sizeof(T) bytes (4 floats or 8 halves: LDG/STG.E.128; 4 halves: .64;
+// 4 bytes: one 32-bit word; 8 floats: two .128), so the address must be a multiple of that size.
 template <typename T, int V>
 struct alignas(sizeof(T) * V) Pack {
   T v[V];
@@ -123,18 +124,70 @@ SNN_HD void store_pack(T* p, const Pack<T, V>& value) {
   *reinterpret_cast<Pack<T, V>*>(p) = value;
 }
 
+// The inputs of V neurons as one access loaded them. An even number of 16-bit inputs stays in its 32-bit
+// words until a step reads an element: a Pack of 16-bit values is split into one register per element at
+// the load, so the row carried into the next step took V registers instead of V / 2 (8 a thread: 4 more,
+// and the bf16 kernel spilled).
+template <typename xT, int V, bool kWords = sizeof(xT) == 2 && V % 2 == 0>
+struct InputRow {
+  Pack<xT, V> p;
+  SNN_HD explicit InputRow(const xT* x) : p(load_pack<V>(x)) {}
+  SNN_HD float at(int j) const { return static_cast<float>(p.v[j]); }
+};
+
+template <typename xT, int V>
+struct InputRow<xT, V, true> {
+  Pack<uint32_t, V / 2> w;
+  SNN_HD explicit InputRow(const xT* x) : w(load_pack<V / 2>(reinterpret_cast<const uint32_t*>(x))) {}
+  SNN_HD float at(int j) const {  // element 2k is word k's low half (little endian)
+    const uint32_t word = w.v[j / 2];
+    return static_cast<float>(xT(static_cast<uint16_t>(j % 2 ? word >> 16 : word), xT::from_bits()));
+  }
+};
+
+// Spikes written as the pack_spikes layout (bit j of word w: neuron 32w + j of a row) by the forward itself,
+// V bits a thread. The caller runs it only where 32 | N (rows of 32 | the last dim hold whole words), so
+// row % 32 == n % 32 and the 32 / V threads of consecutive groups share a word.
+template <int V>
+SNN_HD void store_spike_bits(int32_t* words, int64_t row, uint32_t bits) {
+  static_assert(32 % V == 0, "a word holds whole groups");
+  const uint64_t at = static_cast<uint64_t>(row);  // rows are never negative: shifts, not signed division
+  const uint32_t placed = bits << (at % 32);
+#ifdef __CUDA_ARCH__
+  // the 32 / V lanes of a word OR their bits together and the first stores it (one lane a neuron: the
+  // ballot is the word). The mask names those lanes only: they all run this call (32 | N, so none of them
+  // stopped at n >= N), where the warp's other lanes may have.
+  constexpr unsigned kLanes = 32 / V;
+  const unsigned lane = threadIdx.x % 32;  // blockDim.x is a multiple of 32
+  const unsigned group = kLanes == 32 ? ~0u : ((1u << (kLanes % 32)) - 1) << (lane & ~(kLanes - 1));
+  uint32_t word = placed;
+  if constexpr (V == 1) {
+    word = __ballot_sync(group, bits);
+  } else {
+#pragma unroll
+    for (unsigned d = 1; d < kLanes; d <<= 1) word |= __shfl_xor_sync(group, word, d);
+  }
+  if (lane % kLanes == 0) words[at / 32] = static_cast<int32_t>(word);
+#else
+  // the host runs the groups in increasing n: a word's first group writes it, the next ones add their bits
+  int32_t& word = words[at / 32];
+  word = static_cast<int32_t>(at % 32 == 0 ? placed : static_cast<uint32_t>(word) | placed);
+#endif
+}
+
 static_assert((kChunk & (kChunk - 1)) == 0, "kChunk must be a power of two");
 
 // The forward of the V adjacent neurons n .. n+V-1, each with the arithmetic of step() in the same order
 // whatever V is. Every row access moves the V neurons' values at once, so with V > 1 the caller
 // guarantees n and N multiples of V and every pointer aligned to V of its elements (lif_fwd_native checks,
-// and falls back to V = 1 when they are not). The next step's inputs are loaded before this step's stores:
+// and falls back to a narrower V when they are not). The next step's inputs are loaded before this step's stores:
 // one load in flight while a step computes, not waiting behind stores it might alias (the last step
 // re-reads its own row: in bounds, never used).
 template <int V, typename xT, typename sT>
 SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restrict__ x, const float* __restrict__ v0,
                             Param beta_p, Param thr_p, sT* __restrict__ spikes, float* __restrict__ v_last,
                             float* __restrict__ v_seq, float* __restrict__ ckpt, const LifSpec& p) {
+  constexpr bool kPacked = std::is_same<sT, int32_t>::value;  // int32 spikes: 32 a word (store_spike_bits)
   float beta[V], thr[V], omb[V], leak[V], state[V];
   const Pack<float, V> init = v0 ? load_pack<V>(v0 + n) : Pack<float, V>{};
 #pragma unroll
@@ -143,12 +196,12 @@ SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restric
     omb[j] = 1.f - beta[j], leak[j] = omb[j] * p.v_reset;
     state[j] = v0 ? init.v[j] : p.v_init;
   }
-  Pack<xT, V> x_next = load_pack<V>(x + n);
+  InputRow<xT, V> x_next(x + n);
   int64_t row = n, ckpt_row = n;  // t * N + n; (c - 1) * N + n for the checkpoint of chunk c
   for (int64_t t = 0; t < T; ++t) {
-    const Pack<xT, V> xt = x_next;
+    const InputRow<xT, V> xt = x_next;
     const int64_t next = t + 1 < T ? row + N : row;
-    x_next = load_pack<V>(x + next);
+    x_next = InputRow<xT, V>(x + next);
     Pack<float, V> st;
     if (ckpt && t > 0 && (t & (kChunk - 1)) == 0) {
 #pragma unroll
@@ -157,14 +210,21 @@ SNN_HD void forward_neurons(int64_t n, int64_t N, int64_t T, const xT* __restric
       ckpt_row += N;
     }
     Pack<sT, V> s;
+    uint32_t bits = 0;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       float sj;
-      step(state[j], static_cast<float>(xt.v[j]), beta[j], omb[j], leak[j], thr[j], p, sj, state[j]);
-      s.v[j] = static_cast<sT>(sj);
+      step(state[j], xt.at(j), beta[j], omb[j], leak[j], thr[j], p, sj, state[j]);
+      if constexpr (kPacked)
+        bits |= static_cast<uint32_t>(sj) << j;
+      else
+        s.v[j] = static_cast<sT>(sj);
       st.v[j] = state[j];
     }
-    store_pack(spikes + row, s);
+    if constexpr (kPacked)
+      store_spike_bits<V>(spikes, row, bits);
+    else
+      store_pack(spikes + row, s);
     if (v_seq) store_pack(v_seq + row, st);
     row = next;
   }

@@ -4,6 +4,9 @@
 // backend="cuda".
 #include <torch/extension.h>
 
+#include <atomic>
+#include <type_traits>
+
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -39,13 +42,24 @@ void check_device(const at::Tensor& ref, const c10::optional<at::Tensor>& t, con
                                  " but x is on ", ref.device());
 }
 
-// kVec neurons per thread where every row is aligned to kVec elements (16-byte fp32 accesses, 8-byte
-// bf16/fp16 inputs), one per thread elsewhere (V = 1). Registers: at most 48 for the vector kernel (5
-// blocks, 40 warps per SM; unbounded it takes 52 with uint8 spikes, 32 warps), 32 for the scalar one (64 warps).
+// Neurons per thread where every row is aligned to them: as many as one 16-byte load of x holds (4 fp32,
+// 8 bf16/fp16), so every x load is LDG.E.128 (4 bf16/fp16 a thread moved 8 bytes a load and kept half the
+// fp32 kernel's bytes in flight). 16-bit rows aligned to kVec elements but not 8 take the 4-wide kernel
+// (8-byte loads), other rows one neuron a thread. Registers: at most 48 for the 4-wide kernel (5 blocks, 40
+// warps per SM; unbounded it takes 52 with uint8 spikes, 32 warps), 32 for the scalar one (64 warps), 64 for
+// the 8-wide one (4 blocks, 32 warps; unbounded 77-89, 16-24 warps): 16 bytes a thread at 32 warps keep
+// 16 KB in flight per SM where 8 bytes at 40 kept 10 (sm_90 SASS, test_csrc_sass.py). Packed spikes (int32
+// words): the lanes' shuffles took the 4-wide fp32 kernel to 16 bytes of spills under 48, so a packed vector
+// kernel gets 64 (4-wide: 54 in fp32, 32 warps; 48 in bf16/fp16, 40 warps).
+constexpr int kLoadBytes = 16;
 constexpr int kVec = 4;
+template <typename xT>
+constexpr int kWideVec = kLoadBytes / sizeof(xT);
+
+constexpr int fwd_min_blocks(int V, bool packed) { return V > kVec || (packed && V > 1) ? 4 : V > 1 ? 5 : 8; }
 
 template <int V, typename xT, typename sT>
-__global__ void __launch_bounds__(kThreads, V > 1 ? 5 : 8)
+__global__ void __launch_bounds__(kThreads, fwd_min_blocks(V, std::is_same<sT, int32_t>::value))
     lif_fwd_kernel(int64_t N, int64_t T, const xT* x, const float* v0, Param beta, Param thr, sT* s, float* v_last,
                    float* v_seq, float* ckpt, LifSpec p) {
   const int64_t n = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
@@ -80,6 +94,9 @@ __global__ void unpack_kernel(int64_t rows, int64_t K, int64_t W, const int32_t*
 
 int64_t blocks(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
+// The V the last lif_fwd_native call ran (8, 4 or 1 neurons a thread): tests read it to know each path ran.
+std::atomic<int> last_forward_vec{0};
+
 // whether p (null counts as aligned) may be accessed V elements at a time
 template <int V, typename T>
 bool aligned(const T* p) {
@@ -98,14 +115,15 @@ void dispatch_float(at::ScalarType st, F&& f) {
   }
 }
 
-// Spikes are stored in the input's dtype (xT), bool or uint8.
+// Spikes are stored in the input's dtype (xT), bool or uint8, or bit-packed into int32 words.
 template <typename xT, typename F>
 void dispatch_spike_dtype(at::ScalarType st, at::ScalarType x_st, F&& f) {
   if (st == x_st) return f(xT{});
   switch (st) {
     case at::kBool: f(bool{}); break;
     case at::kByte: f(uint8_t{}); break;
-    default: TORCH_CHECK(false, "snnkern: spikes must be in the input dtype, bool or uint8, got ", st);
+    case at::kInt: f(int32_t{}); break;
+    default: TORCH_CHECK(false, "snnkern: spikes must be in the input dtype, bool, uint8 or int32 (packed), got ", st);
   }
 }
 
@@ -132,7 +150,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
   const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
   auto rest = x.sizes().slice(1);
   auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor spikes = at::empty(x.sizes(), x.options().dtype(spike_dtype));
+  // int32: the pack_spikes layout, written by the kernels where every word holds neurons of one row
+  // (32 | the last dim; ops/lif/launch.py packs uint8 spikes after otherwise)
+  const bool packed = spike_dtype == at::kInt;
+  TORCH_CHECK(!packed || (x.dim() >= 2 && x.size(-1) % 32 == 0),
+              "snnkern: lif_fwd_native packs spikes only when the last dim is a multiple of 32, got ", x.sizes());
+  std::vector<int64_t> spike_shape(x.sizes().begin(), x.sizes().end());
+  if (packed) spike_shape.back() /= 32;
+  at::Tensor spikes = at::empty(spike_shape, x.options().dtype(spike_dtype));
   at::Tensor v_last = at::empty(rest, f32);
   at::Tensor v_seq = return_membrane ? at::empty(x.sizes(), f32) : at::empty({0}, f32);
   std::vector<int64_t> ckpt_shape{save_for_backward ? (T - 1) / kChunk : 0};
@@ -152,26 +177,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
       sT* sp = reinterpret_cast<sT*>(spikes.data_ptr());
       const xT* xp = reinterpret_cast<const xT*>(x.data_ptr());
       float* vl = v_last.data_ptr<float>();
-      // rows start at multiples of N elements: with kVec | N and every base aligned (x and v0 may be views
-      // at any offset), each group of kVec neurons is one aligned access in every row. The CPU path makes
+      // rows start at multiples of N elements: with V | N and every base aligned to V elements (x and v0 may
+      // be views at any offset), each group of V neurons is one aligned access in every row. The CPU path makes
       // the same choice, so CI's CPU tests check the vector kernels' indexing too.
-      const bool vec = N % kVec == 0 && aligned<kVec>(xp) && aligned<kVec>(sp) && aligned<kVec>(vl) &&
-                       aligned<kVec>(vs) && aligned<kVec>(ck) && aligned<kVec>(v0p);
-      if (x.is_cuda()) {
-        const c10::cuda::CUDAGuard guard(x.device());
-        auto stream = c10::cuda::getCurrentCUDAStream();
-        if (vec)
-          lif_fwd_kernel<kVec, xT, sT><<<blocks(N / kVec), kThreads, 0, stream>>>(N, T, xp, v0p, bp, tp, sp, vl, vs,
-                                                                                  ck, p);
-        else
-          lif_fwd_kernel<1, xT, sT><<<blocks(N), kThreads, 0, stream>>>(N, T, xp, v0p, bp, tp, sp, vl, vs, ck, p);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else if (vec) {
-        for (int64_t n = 0; n < N; n += kVec)
-          forward_neurons<kVec, xT, sT>(n, N, T, xp, v0p, bp, tp, sp, vl, vs, ck, p);
-      } else {
-        for (int64_t n = 0; n < N; ++n) forward_neuron<xT, sT>(n, N, T, xp, v0p, bp, tp, sp, vl, vs, ck, p);
-      }
+      auto fits = [&](auto v) {
+        constexpr int V = decltype(v)::value;
+        const bool spikes_fit = std::is_same<sT, int32_t>::value || aligned<V>(sp);  // packed: one word a group
+        return N % V == 0 && aligned<V>(xp) && spikes_fit && aligned<V>(vl) && aligned<V>(vs) && aligned<V>(ck) &&
+               aligned<V>(v0p);
+      };
+      auto run = [&](auto v) {
+        constexpr int V = decltype(v)::value;
+        last_forward_vec.store(V, std::memory_order_relaxed);
+        if (x.is_cuda()) {
+          const c10::cuda::CUDAGuard guard(x.device());
+          lif_fwd_kernel<V, xT, sT><<<blocks(N / V), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              N, T, xp, v0p, bp, tp, sp, vl, vs, ck, p);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        } else {
+          for (int64_t n = 0; n < N; n += V) forward_neurons<V, xT, sT>(n, N, T, xp, v0p, bp, tp, sp, vl, vs, ck, p);
+        }
+      };
+      using Wide = std::integral_constant<int, kWideVec<xT>>;
+      using Narrow = std::integral_constant<int, kVec>;
+      if (fits(Wide{}))
+        run(Wide{});
+      else if (Wide::value > kVec && fits(Narrow{}))
+        run(Narrow{});
+      else
+        run(std::integral_constant<int, 1>{});
     });
   });
   return {spikes, v_last, v_seq, ckpt};
@@ -300,4 +334,6 @@ TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.doc() = "snnkern C++/CUDA backend: ops registered under torch.ops.snnkern.*_native";
+  module.def("last_forward_vec", [] { return snnkern::last_forward_vec.load(std::memory_order_relaxed); },
+             "neurons a thread of the last lif_fwd_native call (8, 4 or 1): which kernel its alignment chose");
 }

@@ -71,6 +71,25 @@ bool run_pack(int64_t rows, int64_t K) {
   return true;
 }
 
+// Spikes packed by the forward itself (int32 words, 32 | N): exact-size word buffers, and the words equal
+// pack_word over the byte spikes of the same forward.
+template <int V>
+bool run_packed_forward(int64_t T, int64_t N, const LifSpec& p) {
+  std::vector<float> x = randn(T * N, 1.5f), v_last(N);
+  const Param bp{nullptr, false, 0.9f}, tp{nullptr, false, 1.f};
+  std::vector<uint8_t> spikes(T * N);
+  std::vector<int32_t> words(T * N / 32);
+  for (int64_t n = 0; n < N; ++n)
+    forward_neuron<float, uint8_t>(n, N, T, x.data(), nullptr, bp, tp, spikes.data(), v_last.data(), nullptr, nullptr,
+                                   p);
+  for (int64_t n = 0; n < N; n += V)
+    forward_neurons<V, float, int32_t>(n, N, T, x.data(), nullptr, bp, tp, words.data(), v_last.data(), nullptr,
+                                       nullptr, p);
+  for (int64_t i = 0; i < T * N / 32; ++i)
+    if (words[i] != pack_word<uint8_t>(spikes.data() + (i / (N / 32)) * N, N, i % (N / 32))) return false;
+  return true;
+}
+
 }  // namespace
 
 int main() {
@@ -92,6 +111,13 @@ int main() {
       ++cases;
       if (!run_pack(rows, K)) ++failed;
     }
+  for (int64_t T : {1, 17})
+    for (int64_t N : {32, 96})
+      for (int reset = 0; reset < 3; ++reset) {
+        const LifSpec p{false, reset, 0.f, 0.f, false, false, 0, 2.f};
+        cases += 3;
+        failed += !run_packed_forward<1>(T, N, p) + !run_packed_forward<4>(T, N, p) + !run_packed_forward<8>(T, N, p);
+      }
   std::printf("%d cases, %d failed\n", cases, failed);
   return failed ? 1 : 0;
 }

@@ -53,43 +53,116 @@ def test_bad_input_through_the_cuda_backend_raises_the_same_named_errors():
         lif(torch.ones(2, 3, dtype=torch.float64), backend="cuda")
 
 
-def _misaligned(t: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy of t that starts one element past an aligned address."""
-    buf = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
-    out = buf[1:].view(t.shape)
+def _at_offset(t: torch.Tensor, offset: int) -> torch.Tensor:
+    """A contiguous copy of t that starts `offset` elements past an aligned address."""
+    buf = torch.empty(t.numel() + offset, dtype=t.dtype, device=t.device)
+    out = buf[offset:].view(t.shape)
     out.copy_(t)
     return out
+
+
+# (N, x offset, v0 offset in elements) -> neurons a thread lif_fwd_native picks: 16 bytes of x a load (4 fp32,
+# 8 bf16/fp16) where N and every base allow it, else 4 (16-bit x: 8-byte loads), else one
+_PATHS = {
+    torch.float32: [((16, 0, 0), 4), ((12, 0, 0), 4), ((16, 2, 0), 1), ((16, 1, 0), 1)],
+    torch.bfloat16: [((16, 0, 0), 8), ((12, 0, 0), 4), ((16, 4, 0), 4), ((16, 0, 4), 4), ((16, 1, 0), 1)],
+}
+_PATHS[torch.float16] = _PATHS[torch.bfloat16]
 
 
 @pytest.mark.cuda_ext
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_forward_vector_and_scalar_paths_agree_bitwise(device, dtype):
-    """lif_fwd_native runs 4 neurons at a time when 4 | N and every base is aligned (the CPU path makes the
-    launcher's choice too), one at a time otherwise: the same inputs at an aligned and a misaligned address
-    give the same spikes, final and per-step membranes and checkpoints, bit for bit."""
+    """lif_fwd_native runs 8 bf16/fp16 or 4 fp32 neurons at a time when N and every base are aligned to that
+    many elements, 4 bf16/fp16 neurons when only 4 fit (N % 8 == 4, or a base aligned to 4 elements but not
+    8), one at a time otherwise (the CPU path makes the launcher's choice too). The same inputs at aligned
+    and misaligned addresses take each path (snnkern._C.last_forward_vec says which ran) and give the spikes,
+    final and per-step membranes and checkpoints of the scalar path, bit for bit."""
+    from snnkern import _C
     from snnkern.ops.lif import LifSpec
 
-    T, N = 35, 12  # 35 steps: two checkpoints
+    T = 35  # two checkpoints
     g = torch.Generator().manual_seed(0)
-    x = (torch.randn(T, N, generator=g) * 0.7 + 0.35).to(dtype).to(device)
-    v0 = (torch.randn(N, generator=g) * 0.5).to(device)
-    beta = (0.5 + 0.4 * torch.rand(N, generator=g)).to(device)
     fired = False
-    for delayed in (False, True):
-        for reset in (0, 1, 2):
-            for decay_input in (False, True):
-                for spike_dtype in (dtype, torch.uint8, torch.bool):
-                    spec = LifSpec(delayed, reset, 0.1, 0.0, decay_input, False, 0, 2.0, 0.9, 1.0, spike_dtype, True)
-                    for per_neuron in (False, True):
-                        b = beta if per_neuron else None
-                        aligned = torch.ops.snnkern.lif_fwd_native(x, v0, b, None, *spec, True)
-                        scalar = torch.ops.snnkern.lif_fwd_native(_misaligned(x), _misaligned(v0), b, None, *spec, True)
-                        assert x.data_ptr() % 16 == 0 and _misaligned(x).data_ptr() % 8 != 0
-                        for name, a, s in zip(("spikes", "v_last", "v_seq", "checkpoints"), aligned, scalar):
-                            assert a.shape == s.shape and torch.equal(a, s), (name, spec, per_neuron)
-                        fired |= bool(aligned[0].any())
+    for (N, x_offset, v0_offset), vec in _PATHS[dtype]:
+        x = (torch.randn(T, N, generator=g) * 0.7 + 0.35).to(dtype).to(device)
+        v0 = (torch.randn(N, generator=g) * 0.5).to(device)
+        beta = (0.5 + 0.4 * torch.rand(N, generator=g)).to(device)
+        for delayed in (False, True):
+            for reset in (0, 1, 2):
+                for decay_input in (False, True):
+                    for spike_dtype in (dtype, torch.uint8, torch.bool):
+                        spec = LifSpec(delayed, reset, 0.1, 0.0, decay_input, False, 0, 2.0, 0.9, 1.0, spike_dtype,
+                                       True)
+                        for per_neuron in (False, True):
+                            b = beta if per_neuron else None
+                            scalar = torch.ops.snnkern.lif_fwd_native(_at_offset(x, 1), v0, b, None, *spec, True)
+                            assert _C.last_forward_vec() == 1
+                            out = torch.ops.snnkern.lif_fwd_native(_at_offset(x, x_offset), _at_offset(v0, v0_offset),
+                                                                   b, None, *spec, True)
+                            case = (N, x_offset, v0_offset, spec, per_neuron)
+                            assert _C.last_forward_vec() == vec, case
+                            for name, a, s in zip(("spikes", "v_last", "v_seq", "checkpoints"), out, scalar):
+                                assert a.shape == s.shape and torch.equal(a, s), (name, case)
+                            fired |= bool(out[0].any())
     assert fired
+
+
+# rest shape, x offset in elements -> neurons a thread of the packed forward (32 | the last dim, so V | N)
+_PACKED_PATHS = {
+    torch.float32: [((2, 64), 0, 4), ((32,), 0, 4), ((2, 64), 2, 1)],
+    torch.bfloat16: [((2, 64), 0, 8), ((32,), 0, 8), ((3, 96), 0, 8), ((2, 64), 4, 4), ((2, 64), 1, 1)],
+}
+_PACKED_PATHS[torch.float16] = _PACKED_PATHS[torch.bfloat16]
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_forward_packs_spikes_in_the_kernel_as_pack_spikes_does(device, dtype):
+    """spike_dtype=int32 with 32 | the last dim: lif_fwd_native writes the words itself (a warp's lanes of one
+    word combine their bits on the GPU; the CPU build ORs them in neuron order), on every path (8, 4, 1
+    neurons a thread; N = 32 leaves most of a GPU warp idle): exactly pack_spikes of its uint8 spikes, bit 31
+    included, with the same membranes and checkpoints."""
+    from snnkern import _C
+    from snnkern.ops.lif import LifSpec
+
+    T = 35
+    g = torch.Generator().manual_seed(1)
+    sign_bits = False  # some word has its bit 31 set
+    for rest, x_offset, vec in _PACKED_PATHS[dtype]:
+        x = (torch.randn(T, *rest, generator=g) * 1.4 + 0.35).to(dtype).to(device)
+        beta = (0.5 + 0.4 * torch.rand(rest, generator=g)).to(device).reshape(-1)
+        xs = _at_offset(x, x_offset)
+        for delayed in (False, True):
+            for reset in (0, 1, 2):
+                for decay_input in (False, True):
+                    for b in (None, beta):
+                        spec = LifSpec(delayed, reset, 0.1, 0.0, decay_input, False, 0, 2.0, 0.9, 1.0, torch.int32,
+                                       True)
+                        packed = torch.ops.snnkern.lif_fwd_native(xs, None, b, None, *spec, True)
+                        case = (rest, x_offset, spec, b is not None)
+                        assert _C.last_forward_vec() == vec, case
+                        spec = spec._replace(spike_dtype=torch.uint8)
+                        dense = torch.ops.snnkern.lif_fwd_native(xs, None, b, None, *spec, True)
+                        assert packed[0].shape == (T, *rest[:-1], rest[-1] // 32), case
+                        assert torch.equal(packed[0], snnkern.pack_spikes(dense[0])), case
+                        sign_bits |= bool((packed[0] < 0).any())
+                        for name, a, d in zip(("v_last", "v_seq", "checkpoints"), packed[1:], dense[1:]):
+                            assert torch.equal(a, d), (name, case)
+    assert sign_bits
+
+
+@pytest.mark.cuda_ext
+def test_forward_packs_in_the_kernel_only_whole_words_of_a_row():
+    from snnkern.ops.lif import LifSpec
+
+    spec = LifSpec(False, 1, 0.0, 0.0, False, False, 0, 2.0, 0.9, 1.0, torch.int32, False)
+    with pytest.raises(RuntimeError, match="multiple of 32"):
+        torch.ops.snnkern.lif_fwd_native(torch.ones(4, 2, 48), None, None, None, *spec, False)
+    p, _ = lif(torch.ones(4, 2, 48) * 2, spike_dtype=torch.int32, backend="cuda")  # packed after the kernel
+    assert p.shape == (4, 2, 2) and torch.equal(p, snnkern.pack_spikes(torch.ones(4, 2, 48)))
 
 
 @pytest.mark.cuda_ext

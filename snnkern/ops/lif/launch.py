@@ -146,13 +146,14 @@ def triton_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold
 
 def native_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     """The C++/CUDA extension's forward (its CPU build on CPU tensors); same outputs as triton_forward.
-    Its kernels write one byte a spike: packed spikes are packed after."""
-    if spec.spike_dtype == torch.int32:
+    Its kernels write packed spikes' words themselves where each word holds neurons of one row (32 | the last
+    dim); elsewhere they write one byte a spike, packed after."""
+    if spec.spike_dtype == torch.int32 and x.shape[-1] % 32:
         spikes, v_last, v_seq, ckpt = native_forward(x, v0, beta, threshold, spec._replace(spike_dtype=torch.uint8),
                                                      save_ckpt)
         return torch.ops.snnkern.pack_spikes_native(spikes), v_last, v_seq, ckpt
-    if spec.spike_dtype not in (x.dtype, torch.bool, torch.uint8):
-        # the C++ kernels write spikes in x's dtype or as bytes; 0/1 convert exactly to any other float
+    if spec.spike_dtype not in (x.dtype, torch.bool, torch.uint8, torch.int32):
+        # the C++ kernels write spikes in x's dtype, as bytes or packed; 0/1 convert exactly to any other float
         spikes, v_last, v_seq, ckpt = native_forward(x, v0, beta, threshold, spec._replace(spike_dtype=x.dtype),
                                                      save_ckpt)
         return spikes.to(spec.spike_dtype), v_last, v_seq, ckpt
