@@ -219,3 +219,52 @@ def test_swapped_leaky_stores_mem_as_its_buffer_and_runs_buffer_hooks():
     finally:
         handle.remove()
     assert seen == ["mem", "mem"]  # the state passed in, then the new one
+
+
+@pytest.mark.parametrize("kind", ["plif", "spikingjelly"])
+def test_parametric_lif_under_inference_mode_then_training(kind):
+    """torch.inference_mode (an eval loop) then training: the decay derived inside inference mode must not be
+    an inference tensor kept for later (autograd cannot save one), and inference tensors, which have no
+    version counter, are checked without one."""
+    layer, reset = _parametric_layer(kind)
+    x = torch.rand(5, 3, 7) * 2
+    with torch.inference_mode():  # the first call of the layer: the decay is first derived in here
+        first = layer(x)
+        reset(layer)
+        assert torch.equal(layer(x), first)
+    reset(layer)
+    with torch.no_grad():
+        assert torch.equal(layer(x), first)
+    reset(layer)
+    layer(x.clone().requires_grad_()).sum().backward()
+    assert layer.w.grad is not None
+
+
+def test_tensor_beta_kept_from_inference_mode_still_trains():
+    """snnTorch convention, fixed tensor beta: its clamp, first made inside torch.inference_mode, is kept as a
+    normal tensor, so a training call after it can save it for backward (it raised before)."""
+    x = torch.rand(6, 2, 5) * 2
+    beta = torch.tensor(0.8)
+    with torch.inference_mode():
+        spikes_inf = lif(x, beta=beta, backend="torch")[0]
+        made_inside = torch.tensor(0.8)  # an inference tensor: no version counter, checked every call
+        assert torch.equal(lif(x, beta=made_inside, backend="torch")[0], spikes_inf)
+        with pytest.raises(ValueError, match="beta"):
+            lif(x, beta=torch.tensor(float("nan")), convention="spikingjelly", backend="torch")
+    xg = x.clone().requires_grad_()
+    spikes, v_last = lif(xg, beta=beta, backend="torch")
+    (spikes.sum() + v_last.sum()).backward()
+    assert torch.equal(spikes.detach(), spikes_inf) and xg.grad is not None
+
+
+def test_snntorch_leaky_built_under_inference_mode_swaps_and_runs():
+    """A Leaky constructed inside torch.inference_mode holds inference tensors (graded_spikes_factor has no
+    version counter): the swapped layer re-checks its options each call instead of failing."""
+    snntorch = pytest.importorskip("snntorch")
+    x = torch.rand(2, 3) * 2
+    with torch.inference_mode():
+        neuron = snntorch.Leaky(beta=0.9)
+        reference = neuron(x, neuron.init_leaky())
+        snnkern.swap(neuron, backend="torch")
+        for got, want in zip(neuron(x, neuron.init_leaky()), reference):
+            assert torch.equal(got, want)

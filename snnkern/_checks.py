@@ -64,11 +64,13 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
     NaN/inf policy holds). ``why`` ends the message."""
     if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling():
         return
-    key = (p._version, p.data_ptr(), tuple(p.shape), low, high, low_open)  # data_ptr: `p.data = x` keeps the version
-    # a view made per call (e.g. a parameter's reshape) is a new object each time: keep the record on its
-    # base, which lives on, or every call would check (and sync) again
+    # an inference tensor (made under torch.inference_mode) has no version counter: checked every call
+    inference = p.is_inference()
+    key = (None if inference else p._version, p.data_ptr(), tuple(p.shape), low, high, low_open)  # data_ptr:
+    # `p.data = x` keeps the version. A view made per call (e.g. a parameter's reshape) is a new object each
+    # time: keep the record on its base, which lives on, or every call would check (and sync) again
     holder = p if p._base is None else p._base
-    if getattr(holder, "_snnkern_checked", None) == key:
+    if not inference and getattr(holder, "_snnkern_checked", None) == key:
         return
     values = p.detach()
     ok = torch.isfinite(values)
@@ -81,7 +83,8 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
         raise ValueError(f"{name} must hold finite values{' ' + rule if rule else ''}; got values in "
                          f"[{values.min().item():g}, {values.max().item():g}]"
                          + (" (or NaN)" if values.isnan().any() else "") + (f": {why}" if why else ""))
-    holder._snnkern_checked = key
+    if not inference:
+        holder._snnkern_checked = key
 
 
 def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:

@@ -122,8 +122,10 @@ class SnnkernLeaky:
         once per change (reading graded_spikes_factor syncs a GPU), and is skipped while torch.compile
         traces (``swap`` ran it, so the cache is there)."""
         gsf = self.graded_spikes_factor
+        # an inference tensor has no version counter: a fresh object, never equal, re-checks every call
+        version = object() if gsf.is_inference() else gsf._version
         key = (self.spike_grad, self.inhibition, self.state_quant, getattr(self, "reset_delay", True),
-               self._reset_mechanism, self.surrogate_disable, gsf, gsf._version, gsf.requires_grad)
+               self._reset_mechanism, self.surrogate_disable, gsf, version, gsf.requires_grad)
         cached = self.__dict__.get("_snnkern_checked")
         if cached is not None and (torch.compiler.is_compiling() or _same(cached[0], key)):
             return cached[1]
