@@ -10,8 +10,10 @@ call (snnkern's SpikeLinear / SpikeConv2d included) looks at the input it really
 - otherwise: MACs = output elements x (in_channels/groups x kernel size) — what dense hardware does.
 
 Neuron layers (snnkern's, snnTorch's, SpikingJelly's, converted IF layers) add their state updates
-(one per neuron per step) and firing rate.  Counts are summed over all calls (all time steps) and
-reported per sample.
+(one per neuron per step) and firing rate.  Pooling layers fed spikes add those spikes to the total
+``pool_input_spikes`` (snntoolbox's simulator makes pooling layers spiking layers, so it counts each
+spike into one as a synaptic operation; here a pool is no neuron and these are no ACs).  Counts are
+summed over all calls (all time steps) and reported per sample.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # pass that on (a max-pool makes a new tensor of the same spikes).
 SPIKE_PRESERVING = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity,
                     SpikingMaxPool2d)
+POOLING = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, SpikingMaxPool2d)
 
 
 @dataclass
@@ -125,6 +128,7 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
     rows: dict[str, LayerOps] = {}
     handles = []
     emitted: set[int] = set()  # storage of tensors neuron layers emitted in this forward
+    pool_input_spikes = 0
 
     def synaptic_hook(name):
         def hook(m, args, out):
@@ -158,11 +162,17 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
         return hook
 
     def pass_through_hook(m, args, out):
-        if isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) and args[0].data_ptr() in emitted:
+        nonlocal pool_input_spikes
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or x.data_ptr() not in emitted:
+            return
+        if isinstance(m, POOLING):
+            pool_input_spikes += int((x != 0).sum())
+        if isinstance(m, SPIKE_PRESERVING) and isinstance(out, torch.Tensor):
             emitted.add(out.data_ptr())
 
     for name, m in model.named_modules():
-        if isinstance(m, SPIKE_PRESERVING):
+        if isinstance(m, SPIKE_PRESERVING + POOLING):
             handles.append(m.register_forward_hook(pass_through_hook))
         elif isinstance(m, SYNAPTIC):
             rows[name] = LayerOps(name, type(m).__name__, params=sum(p.numel() for p in m.parameters(recurse=False)))
@@ -179,5 +189,6 @@ def count_ops(model: nn.Module, example_input, *, batch_dim: int = 0, forward_kw
     layers = [r for r in rows.values() if r.calls]
     totals = {"params": sum(p.numel() for p in model.parameters()),
               "macs": sum(r.macs for r in layers), "acs": sum(r.acs for r in layers),
-              "neuron_updates": sum(r.neuron_updates for r in layers), "spikes": sum(r.spikes for r in layers)}
+              "neuron_updates": sum(r.neuron_updates for r in layers), "spikes": sum(r.spikes for r in layers),
+              "pool_input_spikes": pool_input_spikes}
     return OpsReport(layers, samples, totals)

@@ -24,9 +24,9 @@ METRICS = {
     "estimated_j_per_sample": ("estimated energy, J/sample", lambda m: m.get("estimated_j_per_sample")),
     "measured_j_per_sample": ("measured energy, J/sample", lambda m: m.get("measured_j_per_sample")),
     "macs_millions": ("ANN MACs per sample, millions", lambda m: _scaled(m.get("macs_per_sample"), 1e-6)),
-    "so_cost_millions": ("synaptic-operation cost to the error threshold, millions",
+    "so_cost_millions": ("SO cost to the error threshold (spikes x fan-out, input layer not counted), millions",
                          lambda m: _scaled(m.get("so_cost_to_error_threshold"), 1e-6)),
-    "efficiency_factor_14x": ("efficiency factor (ANN MAC cost / SNN SO cost, MAC = 14 SO)",
+    "efficiency_factor_14x": ("efficiency factor (ANN Total-Costs, 15 per MAC / SNN SO cost)",
                               lambda m: m.get("efficiency_factor_14x")),
 }
 # the converted SNN's accuracy at a given T (its accuracy_vs_T curve): accuracy_T20, accuracy_T40, ...
