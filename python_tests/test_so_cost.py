@@ -67,3 +67,13 @@ def test_so_cost_is_unavailable_where_real_values_pass_the_input_layer():
     assert out["so_cost_to_error_threshold"].startswith("unavailable (real values reach")
     assert out["efficiency_factor_14x"] == out["so_cost_to_error_threshold"]
     assert out["so_cost_with_input_layer_to_error_threshold"] == 14 * 2 * (128 + 16)  # both layers' MACs, T=2
+
+
+def test_the_threshold_is_found_at_its_first_step_and_counted_there():
+    """The paper accumulates SOs "up to the first time step reaching the error threshold": given the
+    accuracy at every step, that step is the threshold even where the curve's T are coarser."""
+    _, snn, x = hand_weighted_snn()
+    every_step = {1: 0.2, 2: 0.6, 3: 0.99, 4: 0.985, 5: 0.99, 6: 0.99, 7: 0.99, 8: 0.99}
+    out = operations_to_error_threshold(snn, every_step, x, 158, count_at=(2, 4, 8))
+    assert out["T_at_error_threshold"] == 3 and out["so_cost_to_error_threshold"] == 3 * 32
+    assert out["so_cost_vs_T"] == {2: 64, 3: 96, 4: 128, 8: 256}  # the curve's T, and the threshold's step

@@ -342,7 +342,7 @@ def _niederlechner_presets():
                          init="glorot",
                          filled=("Keras' default init (Glorot uniform, zero bias)",
                                  "dropout rates 0.25 after pooling, 0.5 before the classifier", "10 epochs, Adam 1e-3",
-                                 "error threshold: accuracy within 0.5 points of T=64's"),
+                                 "error threshold: the first step whose accuracy is within 0.5 points of T=64's"),
                          paper=_niederlechner_figures(size, dataset), paper_setup=_NIEDERLECHNER_SETUP)
 
 

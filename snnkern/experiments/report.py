@@ -157,15 +157,17 @@ def render_markdown(result: dict, plots: dict) -> str:
                       result["converted"]["efficiency_factor"])]
         conv = result["converted"]
         if "so_cost_to_error_threshold" in conv:  # Niederlechner 2019's measure
-            lines += [f"Synaptic-operation cost to the error threshold (accuracy within 0.5 points of the largest "
-                      f"T's), per sample at T={conv['T_at_error_threshold']}: {_cell(conv['so_cost_to_error_threshold'], '.4g')} "
+            so, factor = conv["so_cost_to_error_threshold"], conv["efficiency_factor_14x"]
+            so_in = conv.get("so_cost_with_input_layer_to_error_threshold", "—")
+            factor_in = conv.get("efficiency_factor_14x_with_input_layer", "—")
+            lines += [f"Synaptic-operation cost to the error threshold (the first step whose accuracy is within 0.5 "
+                      f"points of the largest T's), per sample at T={conv['T_at_error_threshold']}: {_cell(so, '.4g')} "
                       f"as Niederlechner 2019 counts it (snntoolbox: spikes x fan-out, one per spike into a pooling "
                       f"layer, the first layer on the analog input not counted); that paper's factor, Total-Costs "
-                      f"(15 per ANN MAC: 14, plus 1 for the other flop) / SO-Costs: "
-                      f"{_cell(conv['efficiency_factor_14x'], '.3g')}. Charging the first layer's MACs on the analog "
-                      f"input too, 14 SOs each every step: "
-                      f"{_cell(conv.get('so_cost_with_input_layer_to_error_threshold', '—'), '.4g')} per sample, factor "
-                      f"14 x ANN MACs / that: {_cell(conv.get('efficiency_factor_14x_with_input_layer', '—'), '.3g')}"]
+                      f"(15 per ANN MAC: 14, plus 1 for the other flop) / SO-Costs: {_cell(factor, '.3g')}. Charging "
+                      f"the MACs too (of layers fed real values: the first, on the analog input), 14 SOs each every "
+                      f"step: {_cell(so_in, '.4g')} "
+                      f"per sample, factor 14 x ANN MACs / that: {_cell(factor_in, '.3g')}"]
     if "robustness" in result:
         for kind in ("gaussian_noise", "fgsm"):
             lines += ["", f"Robustness, {kind} (level: accuracy):"]
