@@ -773,6 +773,30 @@ def test_gather_transposes_a_layers_weight_once_per_version():
     assert len(pickle.dumps(big)) < 1.1 * alone
 
 
+def test_kept_weight_copies_follow_fused_optimizer_steps_storage_swaps_and_forget():
+    """Writes no version counter sees: a fused optimizer step (it counts no version), ``p.data = other`` landing
+    on the old storage's address (the kept copy holds the old storage, so no new one can take it), and an
+    in-place write through ``.data``, after which ``snnkern.forget_derived`` drops the copy."""
+    from snnkern.ops.spike_linear import transposed_weight
+
+    w = nn.Parameter(torch.randn(5, 7))
+    first = transposed_weight(w)
+    w.grad = torch.ones_like(w)
+    opt = torch.optim.SGD([w], lr=0.5, fused=True)
+    version = w._version
+    opt.step()
+    assert w._version == version  # what made this necessary
+    assert torch.equal(transposed_weight(w), w.t()) and not torch.equal(first, w.t())
+    old_ptr = w.data_ptr()
+    kept = transposed_weight(w)
+    w.data = torch.randn(5, 7)  # the old storage is held by the kept copy's entry...
+    assert w.data_ptr() != old_ptr  # ...so this one cannot have reused its address
+    assert torch.equal(transposed_weight(w), w.t())
+    w.data.mul_(3.0)  # in place through .data: no version, no storage change
+    snnkern.forget_derived(w)
+    assert torch.equal(transposed_weight(w), w.t()) and transposed_weight(w) is not kept
+
+
 @KERNEL
 def test_functional_tiles_splits_a_parameters_weight_once_per_version(monkeypatch):
     """spike_linear(algorithm="tiles") with fp32 weights and no weight_parts_cache split the weight into

@@ -62,7 +62,7 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
     Checked once per version of the tensor (on a GPU that is one sync, then none until the tensor changes).
     Learnable tensors are skipped unless ``learnable_too``: they are the optimizer's to keep in range (the
     NaN/inf policy holds). ``why`` ends the message."""
-    if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling():
+    if (p.requires_grad and not learnable_too) or torch.compiler.is_compiling() or p.__dict__.get(IN_RANGE):
         return
     # an inference tensor (made under torch.inference_mode) has no version counter: checked every call
     inference = p.is_inference()
@@ -85,6 +85,17 @@ def check_param_values(p: torch.Tensor, name: str, *, low=None, high=None, low_o
                          + (" (or NaN)" if values.isnan().any() else "") + (f": {why}" if why else ""))
     if not inference:
         holder._snnkern_checked = key
+
+
+IN_RANGE = "_snnkern_in_range"
+
+
+def in_range_by_construction(p: torch.Tensor) -> torch.Tensor:
+    """Mark ``p`` (returned) as within its parameter's range by construction, e.g. ``1 - sigmoid(w)`` for a
+    decay: ``check_param_values`` then skips it (a per-call derived tensor would cost a sync every call)."""
+    if not torch.compiler.is_compiling():  # a traced call checks nothing anyway
+        p.__dict__[IN_RANGE] = True
+    return p
 
 
 def check_param_tensor(p: torch.Tensor, x: torch.Tensor, name: str) -> None:

@@ -7,7 +7,6 @@ import torch
 
 from . import _checks
 from ._dispatch import select_backend
-from ._per_version import WeakIdKeyDictionary, per_version
 from .ops.lif import RESET_CODES, LifSpec, lif_apply, lif_reference
 from .ops.surrogate import resolve_surrogate
 from .functional_spikes import pack_spikes, spike_linear, unpack_spikes  # noqa: F401  (re-exported)
@@ -213,29 +212,13 @@ def _spec(convention, beta_value, threshold, reset, v_reset, decay_input, detach
                    alpha, beta_value, threshold_value, spike_dtype, return_membrane)
 
 
-def _grad_flows(t: torch.Tensor) -> bool:
-    return t.requires_grad and torch.is_grad_enabled()
-
-
-def _clamp01(beta: torch.Tensor) -> torch.Tensor:
-    return beta.clamp(0.0, 1.0)
-
-
 def sigmoid_decay(w: torch.Tensor) -> torch.Tensor:
     """``beta = 1 - sigmoid(w)``: the decay of a parametric LIF (Fang et al. 2021, ``1/tau = sigmoid(w)``;
-    ``PLIF``, SpikingJelly's ``ParametricLIFNode``). Derived per call while a gradient flows to ``w``;
-    otherwise kept per version of ``w``, so that inference neither recomputes it nor checks (a device sync)
-    a fresh tensor's values on every call."""
-    return 1.0 - w.sigmoid() if _grad_flows(w) else per_version(_SIGMOID_DECAY, w, _sigmoid_decay)
-
-
-def _sigmoid_decay(w: torch.Tensor) -> torch.Tensor:
-    return 1.0 - w.sigmoid()
-
-
-# a tensor beta / PLIF weight -> (version key, what the kernels take), while no gradient flows to it
-_CLAMPED = WeakIdKeyDictionary()
-_SIGMOID_DECAY = WeakIdKeyDictionary()
+    ``PLIF``, SpikingJelly's ``ParametricLIFNode``), derived every call (a value kept between calls would
+    have to notice every change of ``w``, and fused optimizers and ``.data`` writes leave its version
+    counter alone). Marked as in range by construction, so that ``lif_run`` does not check its values:
+    a fresh tensor's check is a device sync on every call (a NaN ``w`` follows the NaN policy)."""
+    return _checks.in_range_by_construction(1.0 - w.sigmoid())
 
 
 def lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend, spec: LifSpec):
@@ -251,8 +234,7 @@ def lif_run(x_seq, v0, beta, tau, threshold, check_finite, backend, spec: LifSpe
         _checks.check_param_tensor(beta, x_seq, "beta")
         if spec.delayed:  # snnTorch's Leaky clamps beta to [0, 1]: any finite value is valid
             _checks.check_param_values(beta, "beta")
-            beta_t = beta.clamp(0.0, 1.0) if _grad_flows(beta) else per_version(_CLAMPED, beta, _clamp01,
-                                                                                 parameters_only=False)
+            beta_t = beta.clamp(0.0, 1.0)
         else:
             _checks.check_param_values(beta, "beta", low=0.0, high=1.0)
             beta_t = beta

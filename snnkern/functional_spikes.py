@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
-from ._per_version import WeakIdKeyDictionary, per_version, version_key
+from ._per_version import new_store, per_version, version_key
 from ._dispatch import select_backend
 from .ops.spike_linear import cached_weight_parts, spike_linear_apply, spike_linear_reference
 from .ops.spike_pack import pack_forward, pack_reference, packed_words, unpack_forward, unpack_reference
@@ -220,7 +220,7 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 # weight -> (version key, its poison vector), as ops.spike_linear keeps W.T and the weight parts
-_POISON = WeakIdKeyDictionary()
+_POISON = new_store()
 
 
 def _poison_of(weight: torch.Tensor) -> torch.Tensor:

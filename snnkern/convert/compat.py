@@ -121,13 +121,15 @@ class SnnkernLeaky:
         a swapped layer reproduces the original exactly or refuses with a named error. The check runs
         once per change (reading graded_spikes_factor syncs a GPU), and is skipped while torch.compile
         traces (``swap`` ran it, so the cache is there)."""
+        cached = self.__dict__.get("_snnkern_checked")
+        if cached is not None and torch.compiler.is_compiling():
+            return cached[1]
         gsf = self.graded_spikes_factor
         # an inference tensor has no version counter: a fresh object, never equal, re-checks every call
         version = object() if gsf.is_inference() else gsf._version
         key = (self.spike_grad, self.inhibition, self.state_quant, getattr(self, "reset_delay", True),
                self._reset_mechanism, self.surrogate_disable, gsf, version, gsf.requires_grad)
-        cached = self.__dict__.get("_snnkern_checked")
-        if cached is not None and (torch.compiler.is_compiling() or _same(cached[0], key)):
+        if cached is not None and _same(cached[0], key):
             return cached[1]
         problems = snntorch_leaky_unsupported(self)
         if problems:
@@ -166,6 +168,7 @@ def _set_buffer(module, name: str, value) -> None:
     buffer-registration hooks are installed (it runs them) or the name is not a buffer."""
     buffers = module.__dict__.get("_buffers")
     if (buffers is None or name not in buffers or type(value) is not torch.Tensor
+            or getattr(value, "_is_buffer", False)  # an nn.Buffer carries its own persistence
             or getattr(_torch_module, "_global_buffer_registration_hooks", True)):
         setattr(module, name, value)
     else:

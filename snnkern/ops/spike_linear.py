@@ -43,7 +43,7 @@ from typing import Optional
 
 import torch
 
-from .._per_version import WeakIdKeyDictionary, per_version, version_key
+from .._per_version import new_store, per_version, version_key
 from ._triton import HAS_TRITON, tl, triton
 from .spike_pack import (active_inputs_forward, packed_words, tiles_schedule_forward, transpose_packed_forward,
                          unpack_forward)
@@ -328,8 +328,8 @@ def cached_weight_parts(weight: torch.Tensor) -> torch.Tensor:
 
 
 # parameter -> (key, W.T) and (key, weight parts)
-_WEIGHT_T = WeakIdKeyDictionary()
-_PARTS = WeakIdKeyDictionary()
+_WEIGHT_T = new_store()
+_PARTS = new_store()
 
 
 def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None, sched=None):
