@@ -85,13 +85,17 @@ def variants():
                    VEC=L.FWD_VEC)
         # N a multiple of FWD_VEC but not of 16 (e.g. 1000 neurons): VEC alone must give the wide accesses
         yield "fwd", L.lif_fwd_kernel, fwd, L.FWD_WARPS, dtype, ()
+        # inference (no checkpoints, no membrane sequence), with the schedule the launcher picks for it
+        vec, warps = ((L.FWD_VEC_16BIT_INFERENCE, L.FWD_WARPS_16BIT_INFERENCE) if dtype != "fp32"
+                      else (L.FWD_VEC, L.FWD_WARPS))
+        infer = dict(fwd, SAVE_CKPT=False, STORE_V=False, VEC=vec)
+        yield "fwd_infer", L.lif_fwd_kernel, infer, warps, dtype, ()
         if reset == 1:
             yield "fwd_odd_n", L.lif_fwd_kernel, dict(fwd, VEC=1), L.FWD_WARPS, dtype, ()
             # learnable per-channel beta and threshold, read in place (mode 3)
             yield "fwd_channel", L.lif_fwd_kernel, dict(fwd, BETA_MODE=3, THR_MODE=3), L.FWD_WARPS, dtype, ()
             # packed spikes out (inference: no checkpoints, no membrane sequence); N a multiple of 32
-            packed = dict(fwd, SAVE_CKPT=False, STORE_V=False, PACK=True)
-            yield "fwd_packed", L.lif_fwd_kernel, packed, L.FWD_WARPS, dtype, ()
+            yield "fwd_packed", L.lif_fwd_kernel, dict(infer, PACK=True), warps, dtype, ()
         # plain; learnable per-channel beta and threshold (read in place, mode 3); and everything at once
         # (per-neuron parameters, + v0 and membrane grads)
         for kind, learn, everything in (("bwd", False, False), ("bwd_learn", True, False), ("bwd_all", True, True)):

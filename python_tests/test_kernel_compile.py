@@ -13,8 +13,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sass_model  # noqa: E402
 
-KINDS = ("fwd", "fwd_odd_n", "fwd_channel", "fwd_packed", "bwd", "bwd_learn", "bwd_all", "spike_tiles", "spike_grad_w_tiles",
-         "tiles_schedule", "transpose_bits", "spike_gather", "pack", "unpack")
+KINDS = ("fwd", "fwd_infer", "fwd_odd_n", "fwd_channel", "fwd_packed", "bwd", "bwd_learn", "bwd_all", "spike_tiles",
+         "spike_grad_w_tiles", "tiles_schedule", "transpose_bits", "spike_gather", "pack", "unpack")
 BACKWARD_KINDS = ("bwd", "bwd_learn", "bwd_all")
 # Bytes in flight an H100/H200 SM needs to approach its memory bandwidth (latency x bandwidth per SM).
 MIN_KB_IN_FLIGHT = 12.0
@@ -54,11 +54,22 @@ def test_no_register_spills(results):
 
 
 def test_forward_accesses_are_wide(results):
-    """fp32 x loads 16 bytes a thread (4 neurons), bf16 8 bytes, also when N is only a multiple of 4 and when
-    beta and threshold are per-channel tensors read in place."""
-    for r in _sm90(results, "fwd", "fwd_channel", "fwd_packed"):
-        want = 16 if r["dtype"] == "fp32" else 8
+    """fp32 x loads 16 bytes a thread (4 neurons), also when N is only a multiple of 4 and when beta and
+    threshold are per-channel tensors read in place; bf16 8 bytes where checkpoints are written, 16 (8
+    neurons) in inference, packed spikes out included."""
+    for r in _sm90(results, "fwd", "fwd_infer", "fwd_channel", "fwd_packed"):
+        want = 16 if r["dtype"] == "fp32" or r["kernel"] in ("fwd_infer", "fwd_packed") else 8
         assert r["loop_load_bytes"] == [want], f"narrow loads in the forward's loop: {r}"
+
+
+def test_forward_keeps_enough_bytes_in_flight(results):
+    """Every forward variant with a wide schedule keeps >= 12 KB per SM in flight; the 16-bit inference
+    kernel (8 neurons a thread) >= 18 KB, where 4 a thread kept 12-16 (sm_90, this commit's nvcc)."""
+    for r in _sm90(results, "fwd", "fwd_infer", "fwd_channel", "fwd_packed"):
+        assert r["kb_in_flight_per_sm"] >= MIN_KB_IN_FLIGHT, f"too few bytes in flight: {r}"
+    for r in _sm90(results, "fwd_infer", "fwd_packed"):
+        if r["dtype"] != "fp32":
+            assert r["kb_in_flight_per_sm"] >= 18.0, f"16-bit inference forward below 18 KB: {r}"
 
 
 def test_backward_issues_a_chunks_loads_before_its_stores(results):

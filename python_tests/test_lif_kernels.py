@@ -206,6 +206,40 @@ def test_inference_spike_dtypes(kernel_device, kernel_backend, spike_dtype):
     assert torch.equal(s.to(rs.dtype), rs) and torch.equal(v, rv)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("neurons", [(3, 520), (3, 64), (2, 46), (5, 7)])  # 8 | N: 8 a thread; 4 | N; odd
+@pytest.mark.parametrize("spike_dtype", [None, torch.uint8, torch.int32])
+@pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
+def test_half_precision_inference_schedules(kernel_device, kernel_backend, dtype, neurons, spike_dtype, convention,
+                                           monkeypatch):
+    """16-bit inference runs 8 neurons a thread where 8 | N (the Triton forward's 16-byte loads), 4 or 1
+    elsewhere: bitwise the reference's spikes and final state on each, packed spikes included."""
+    from snnkern.ops.lif import kernels as K
+
+    launched = []  # (VEC, num_warps) of each Triton forward launch
+
+    class Spy:
+        def __getitem__(self, grid):
+            launch = real[grid]
+            return lambda *args, **kw: launched.append((kw["VEC"], kw["num_warps"])) or launch(*args, **kw)
+
+    real = K.lif_fwd_kernel
+    monkeypatch.setattr(K, "lif_fwd_kernel", Spy())
+    x, v0, _, _ = make_inputs(MAX_CHUNK + 5, neurons, seed=11, dtype=dtype)
+    x, v0 = x.to(kernel_device), v0.to(kernel_device)
+    beta = (torch.rand(neurons[-1], generator=torch.Generator().manual_seed(12)) * 0.5 + 0.45).to(kernel_device)
+    kw = dict(beta=beta, convention=convention, reset="hard" if convention == "spikingjelly" else "subtract")
+    with torch.no_grad():
+        s, v = lif(x, v0, spike_dtype=spike_dtype, backend=kernel_backend, **kw)
+        rs, rv = lif(x, v0, backend="torch", **kw)
+    if spike_dtype == torch.int32:
+        s = snnkern.unpack_spikes(s, neurons[-1], dtype=rs.dtype, backend="torch")
+    assert torch.equal(s.to(rs.dtype), rs) and torch.equal(v, rv)
+    n = neurons[0] * neurons[1]
+    if kernel_backend == "triton":
+        assert launched == [(8, 2) if n % 8 == 0 else (n & -n, 4)]
+
+
 @pytest.mark.parametrize("shape", [(4, 64), (2, 3, 32), (1, 1024), (3, 40), (5, 7)])  # K % 32: in-kernel, else after
 @pytest.mark.parametrize("convention", ["snntorch", "spikingjelly"])
 def test_packed_spikes_out(kernel_device, kernel_backend, shape, convention):

@@ -20,6 +20,11 @@ from ..surrogate import _surrogate_grad
 # this); 32 steps or 2 neurons per thread spill.
 FWD_BLOCK, FWD_WARPS = 512, 4  # 4 neurons per thread: 16-byte fp32 accesses
 FWD_VEC = 4  # neurons per thread, the widest VEC the forward is specialized for
+# Inference with 16-bit inputs (no checkpoints, no membrane sequence written) and N a multiple of 8: 8 neurons
+# a thread, so each step's x load is 16 bytes too (sm_90 SASS: 38-56 registers, 18-25 KB in flight per SM
+# against 12-16 KB at 4 a thread). Where checkpoints are written the 8-wide kernel takes 60-76 registers and
+# keeps no more in flight (12-16 KB either way), and with N odd it doubles its registers: 4 a thread there.
+FWD_VEC_16BIT_INFERENCE, FWD_WARPS_16BIT_INFERENCE = 8, 2
 BWD_BLOCK, BWD_WARPS = 128, 4
 # Backward with parameter gradients: steps recomputed together at most (see lif_bwd_kernel).
 LEARN_SUB = tl.constexpr(8)

@@ -94,7 +94,10 @@ def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     beta_p, beta_f, beta_div, beta_period, beta_mode = _param_arg(beta, spec.beta_value, shape, N, v_last)
     thr_p, thr_f, thr_div, thr_period, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, v_last)
     v0_n = _f32(v0)
-    vec = K.FWD_VEC if N % K.FWD_VEC == 0 else (N & -N)  # the widest power of two dividing N, at most FWD_VEC
+    widest, warps = K.FWD_VEC, K.FWD_WARPS
+    if x.element_size() == 2 and not rows and v_seq is None and N % K.FWD_VEC_16BIT_INFERENCE == 0:
+        widest, warps = K.FWD_VEC_16BIT_INFERENCE, K.FWD_WARPS_16BIT_INFERENCE
+    vec = widest if N % widest == 0 else (N & -N)  # the widest power of two dividing N, at most `widest`
     K.lif_fwd_kernel[(_cdiv(N, K.FWD_BLOCK),)](
         x, v_last if v0_n is None else v0_n, beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period,
         spikes, v_last,
@@ -103,7 +106,7 @@ def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
         CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
         HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=rows > 0,
         STORE_V=spec.return_membrane, PACK=packed, BLOCK=K.FWD_BLOCK, VEC=vec,
-        num_warps=K.FWD_WARPS, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
+        num_warps=warps, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
     )
     return spikes, v_last, v_seq, ckpt
 
