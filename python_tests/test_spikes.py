@@ -574,6 +574,12 @@ def test_weight_parts_cache_must_match_its_weight():
     other = torch.randn(7, 30).to(d)
     with pytest.raises(ValueError, match="stale"):
         spike_linear(s, w, algorithm="tiles", weight_parts_cache=weight_parts(other), backend="triton")
+    p = nn.Parameter(w.clone())
+    parts = weight_parts(p)
+    p.grad = torch.ones_like(p)
+    torch.optim.SGD([p], lr=0.1, fused=True).step()  # writes p without counting a version
+    with pytest.raises(ValueError, match="optimizer stepped"):
+        spike_linear(s, p, algorithm="tiles", weight_parts_cache=parts, backend="triton")
 
 
 def test_weight_split_is_exact_for_every_finite_fp32():

@@ -45,7 +45,8 @@ def lif(
     Decay: ``beta`` (default 0.9), or ``tau`` with ``beta = 1 - 1/tau`` (SpikingJelly).  ``beta`` and
     ``threshold`` may be floats or tensors broadcastable to ``x_seq.shape[1:]`` (per neuron); tensors
     that require grad receive gradients (snnTorch ``learn_beta``/``learn_threshold``; for
-    SpikingJelly's ``ParametricLIFNode`` pass ``beta = 1 - w.sigmoid()``).  ``k = 1 - beta`` when
+    SpikingJelly's ``ParametricLIFNode`` pass ``beta = sigmoid_decay(w)``, i.e. ``1 - w.sigmoid()`` marked
+    in range, so no value check (a device sync) runs on it each call).  ``k = 1 - beta`` when
     ``decay_input`` else ``k = 1``; ``V_r = v_reset`` for ``reset="hard"``, 0 otherwise.
 
     ``convention="snntorch"`` (``snntorch.Leaky``, reset_delay=True), with ``b = clamp(beta, 0, 1)``::

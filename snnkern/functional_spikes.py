@@ -164,7 +164,8 @@ def _checked_parts(parts, weight: torch.Tensor) -> torch.Tensor:
                          f"{dtype}, on {weight.device}; got {tuple(parts.shape)}, {parts.dtype}, on {parts.device}")
     if not torch.compiler.is_compiling() and getattr(parts, "_snnkern_source", None) != version_key(weight):
         raise ValueError("weight_parts_cache is stale: it was not made by weight_parts() from this weight as it "
-                         "is now (the weight changed since); compute it again")
+                         "is now (the weight changed since, or a torch.optim optimizer stepped since: fused ones "
+                         "write weights without a trace snnkern can see); compute it again")
     return parts.contiguous()
 
 
