@@ -161,6 +161,11 @@ def test_forward_packs_in_the_kernel_only_whole_words_of_a_row():
     spec = LifSpec(False, 1, 0.0, 0.0, False, False, 0, 2.0, 0.9, 1.0, torch.int32, False)
     with pytest.raises(RuntimeError, match="multiple of 32"):
         torch.ops.snnkern.lif_fwd_native(torch.ones(4, 2, 48), None, None, None, *spec, False)
+    with torch._subclasses.fake_tensor.FakeTensorMode():  # the fake (torch.compile's view) refuses it alike
+        with pytest.raises(RuntimeError, match="multiple of 32"):
+            torch.ops.snnkern.lif_fwd_native(torch.ones(4, 2, 48), None, None, None, *spec, False)
+        assert torch.ops.snnkern.lif_fwd_native(torch.ones(4, 2, 64), None, None, None, *spec, False)[0].shape == \
+            (4, 2, 2)
     p, _ = lif(torch.ones(4, 2, 48) * 2, spike_dtype=torch.int32, backend="cuda")  # packed after the kernel
     assert p.shape == (4, 2, 2) and torch.equal(p, snnkern.pack_spikes(torch.ones(4, 2, 48)))
 

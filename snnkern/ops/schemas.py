@@ -42,13 +42,21 @@ def lif_fwd_fake(x, v0, beta, threshold, *args):
             x.new_empty((rows, *x.shape[1:]), dtype=torch.float32))
 
 
+def lif_fwd_native_fake(x, v0, beta, threshold, *args):
+    """As lif_fwd_fake; the C++ op packs spikes only where every word holds neurons of one row."""
+    if LifSpec(*args[:SPEC_LEN]).spike_dtype == torch.int32 and (x.dim() < 2 or x.shape[-1] % 32):
+        raise RuntimeError(f"snnkern: lif_fwd_native packs spikes only when the last dim is a multiple of 32, "
+                           f"got {tuple(x.shape)}")
+    return lif_fwd_fake(x, v0, beta, threshold, *args)
+
+
 def lif_bwd_fake(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, checkpoints, *args):
     need_v0, need_beta, need_thr = args[SPEC_LEN:SPEC_LEN + 3]
     per_neuron = lambda need: x.new_empty(x.shape[1:] if need else (0,), dtype=torch.float32)  # noqa: E731
     return x.new_empty(x.shape), per_neuron(need_v0), per_neuron(need_beta), per_neuron(need_thr)
 
 
-for _name, _fake in (("lif_fwd", lif_fwd_fake), ("lif_bwd", lif_bwd_fake), ("lif_fwd_native", lif_fwd_fake),
+for _name, _fake in (("lif_fwd", lif_fwd_fake), ("lif_bwd", lif_bwd_fake), ("lif_fwd_native", lif_fwd_native_fake),
                      ("lif_bwd_native", lif_bwd_fake)):
     torch.library.register_fake(f"snnkern::{_name}", _fake, lib=LIB)
 
