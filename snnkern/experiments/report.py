@@ -7,6 +7,7 @@ import statistics
 
 from ..convert import plot_accuracy_vs_T
 from .paper import render_paper_section
+from .runner import ANN_TOTAL_COST_PER_MAC, ERROR_THRESHOLD_POINTS, MAC_PER_SO_COST
 
 ROWS = [("accuracy", "accuracy", ".4f"), ("recall (macro)", "recall_macro", ".4f"), ("F1 (macro)", "f1_macro", ".4f"),
         ("inference ms/sample", "inference_ms_per_sample", ".4g"), ("peak GPU memory MB", "peak_gpu_memory_mb", ".1f"),
@@ -160,14 +161,15 @@ def render_markdown(result: dict, plots: dict) -> str:
             so, factor = conv["so_cost_to_error_threshold"], conv["efficiency_factor_14x"]
             so_in = conv.get("so_cost_with_input_layer_to_error_threshold", "—")
             factor_in = conv.get("efficiency_factor_14x_with_input_layer", "—")
-            lines += [f"Synaptic-operation cost to the error threshold (the first step whose accuracy is within 0.5 "
-                      f"points of the largest T's), per sample at T={conv['T_at_error_threshold']}: {_cell(so, '.4g')} "
+            lines += [f"Synaptic-operation cost to the error threshold (the first step whose accuracy is within "
+                      f"{ERROR_THRESHOLD_POINTS:g} points of the largest T's), per sample at "
+                      f"T={conv['T_at_error_threshold']}: {_cell(so, '.4g')} "
                       f"as Niederlechner 2019 counts it (snntoolbox: spikes x fan-out, one per spike into a pooling "
                       f"layer, the first layer on the analog input not counted); that paper's factor, Total-Costs "
-                      f"(15 per ANN MAC: 14, plus 1 for the other flop) / SO-Costs: {_cell(factor, '.3g')}. Charging "
-                      f"the MACs too (of layers fed real values: the first, on the analog input), 14 SOs each every "
-                      f"step: {_cell(so_in, '.4g')} "
-                      f"per sample, factor 14 x ANN MACs / that: {_cell(factor_in, '.3g')}"]
+                      f"({ANN_TOTAL_COST_PER_MAC} per ANN MAC: {MAC_PER_SO_COST}, plus 1 for the other flop) / "
+                      f"SO-Costs: {_cell(factor, '.3g')}. Charging the MACs too (of layers fed real values: the first, "
+                      f"on the analog input), {MAC_PER_SO_COST} SOs each every step: {_cell(so_in, '.4g')} "
+                      f"per sample, factor {MAC_PER_SO_COST} x ANN MACs / that: {_cell(factor_in, '.3g')}"]
     if "robustness" in result:
         for kind in ("gaussian_noise", "fgsm"):
             lines += ["", f"Robustness, {kind} (level: accuracy):"]
