@@ -26,6 +26,7 @@ import sass_model  # noqa: E402
 import spike_tiles_baseline  # noqa: E402
 
 from snnkern.ops.lif import kernels as L  # noqa: E402
+from snnkern.ops.lif.launch import forward_schedule  # noqa: E402
 from snnkern.ops.lif.spec import MAX_CHUNK  # noqa: E402
 from snnkern.ops import spike_linear as SL  # noqa: E402
 from snnkern.ops import spike_pack as SP  # noqa: E402
@@ -86,8 +87,7 @@ def variants():
         # N a multiple of FWD_VEC but not of 16 (e.g. 1000 neurons): VEC alone must give the wide accesses
         yield "fwd", L.lif_fwd_kernel, fwd, L.FWD_WARPS, dtype, ()
         # inference (no checkpoints, no membrane sequence), with the schedule the launcher picks for it
-        vec, warps = ((L.FWD_VEC_16BIT_INFERENCE, L.FWD_WARPS_16BIT_INFERENCE) if dtype != "fp32"
-                      else (L.FWD_VEC, L.FWD_WARPS))
+        vec, warps = forward_schedule(4 if dtype == "fp32" else 2, False, L.FWD_BLOCK)
         infer = dict(fwd, SAVE_CKPT=False, STORE_V=False, VEC=vec)
         yield "fwd_infer", L.lif_fwd_kernel, infer, warps, dtype, ()
         if reset == 1:

@@ -67,6 +67,16 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def forward_schedule(element_size: int, writes_state: bool, N: int) -> tuple[int, int]:
+    """(VEC, num_warps) of the Triton forward for N neurons of ``element_size``-byte inputs: 8 neurons a thread
+    for 16-bit inference (``writes_state``: checkpoints or a membrane sequence are written) when 8 | N, else
+    4 (see kernels.FWD_VEC_16BIT_INFERENCE); VEC is the widest power of two dividing N up to that."""
+    widest, warps = K.FWD_VEC, K.FWD_WARPS
+    if element_size == 2 and not writes_state and N % K.FWD_VEC_16BIT_INFERENCE == 0:
+        widest, warps = K.FWD_VEC_16BIT_INFERENCE, K.FWD_WARPS_16BIT_INFERENCE
+    return (widest if N % widest == 0 else N & -N), warps
+
+
 def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     """The fused forward in one Triton launch. Returns (spikes [T,*] (packed [T,...,W] for int32),
     v_last [*] fp32, v_seq [T,*] fp32 or None unless spec.return_membrane, checkpoints [rows,*] fp32 or
@@ -94,10 +104,7 @@ def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     beta_p, beta_f, beta_div, beta_period, beta_mode = _param_arg(beta, spec.beta_value, shape, N, v_last)
     thr_p, thr_f, thr_div, thr_period, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, v_last)
     v0_n = _f32(v0)
-    widest, warps = K.FWD_VEC, K.FWD_WARPS
-    if x.element_size() == 2 and not rows and v_seq is None and N % K.FWD_VEC_16BIT_INFERENCE == 0:
-        widest, warps = K.FWD_VEC_16BIT_INFERENCE, K.FWD_WARPS_16BIT_INFERENCE
-    vec = widest if N % widest == 0 else (N & -N)  # the widest power of two dividing N, at most `widest`
+    vec, warps = forward_schedule(x.element_size(), rows > 0 or v_seq is not None, N)
     K.lif_fwd_kernel[(_cdiv(N, K.FWD_BLOCK),)](
         x, v_last if v0_n is None else v0_n, beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period,
         spikes, v_last,
