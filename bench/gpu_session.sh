@@ -171,9 +171,11 @@ stage_build() {
     run_stage build $PY -c "import setuptools; print('dry: would build snnkern._C for sm_90 with setuptools', setuptools.__version__)"
     return
   fi
-  # all cores; one architecture (sm_90) only; fail loudly if the extension cannot be built
+  # all cores; one architecture (sm_90) only; fail loudly if the extension cannot be built. --use-pep517:
+  # an older pip with setuptools >= 80 (a Python 3.12 torch venv) otherwise re-invokes pip with build
+  # isolation, where torch is missing (seen with torch 2.11 / pip 23.2 / setuptools 81)
   run_stage build env TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS="$(nproc)" SNNKERN_FORCE_CUDA_BUILD=1 \
-    $PY -m pip install --no-build-isolation --no-deps -e .
+    $PY -m pip install --use-pep517 --no-build-isolation --no-deps -e .
 }
 
 stage_info() { run_stage info $PY -m snnkern info; }

@@ -33,10 +33,6 @@ Param make_param(const c10::optional<at::Tensor>& t, double value, int64_t N, co
   return Param{t->data_ptr<float>(), t->numel() != 1, 0.f};
 }
 
-const float* opt_ptr(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<float>() : nullptr;
-}
-
 void check_device(const at::Tensor& ref, const c10::optional<at::Tensor>& t, const char* name) {
   if (t.has_value()) TORCH_CHECK(t->device() == ref.device(), "snnkern: ", name, " is on ", t->device(),
                                  " but x is on ", ref.device());

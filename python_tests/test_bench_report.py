@@ -178,6 +178,22 @@ def test_gpu_session_script_rejects_unknown_options(tmp_path):
     assert done.returncode == 2 and "unknown option" in done.stdout
 
 
+
+def test_editable_builds_stay_in_this_environment():
+    """The README's test command and the GPU session build the extension with pip's editable install.
+    pip < 25.3 runs setuptools' `develop` for it, and setuptools >= 80 makes `develop` call pip again
+    *with* build isolation, where torch is missing: the build then fails (seen on Python 3.12 with
+    torch 2.11 / pip 23.2 / setuptools 81, the GPU machine's torch). --use-pep517 takes the PEP 660 path,
+    which honours --no-build-isolation with every pip >= 21.3. CI's Python 3.11 venv (setuptools 65) does
+    not show the failure, hence this check of the commands themselves."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(root, "README.md")).read()
+    test_command = readme.split("## The two commands", 1)[1].split("```bash\n", 1)[1].splitlines()[0]
+    build_line = next(line for line in open(SCRIPT).read().splitlines() if "pip install" in line and " -e ." in line)
+    for command in (test_command, build_line):
+        editable = command[command.index("SNNKERN_FORCE_CUDA_BUILD"):] if "SNNKERN_FORCE" in command else command
+        assert "--no-build-isolation" in editable and "--use-pep517" in editable, command
+
 # ---- bench.summary -------------------------------------------------------------------------------------
 
 
