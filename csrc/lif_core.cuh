@@ -36,12 +36,20 @@ struct LifSpec {
   float alpha;
 };
 
-// beta / threshold: a float, one value in memory, or one per neuron
+// beta / threshold: a float, one value in memory, one per neuron, or (period > 0) a per-feature /
+// per-channel tensor read in place: neuron n takes element (n / div) % period (ops/lif/launch.py's
+// broadcast_layout), where an expanded copy would cost a kernel and N floats every forward and backward.
+// Read once per neuron, before the time loop: the division is not in the loop.
 struct Param {
   const float* ptr;
   bool per_neuron;
   float value;
-  SNN_HD float at(int64_t n) const { return ptr ? ptr[per_neuron ? n : 0] : value; }
+  int64_t div = 1, period = 0;
+  SNN_HD float at(int64_t n) const {
+    if (!ptr) return value;
+    if (!per_neuron) return ptr[0];
+    return ptr[period ? (n / div) % period : n];
+  }
 };
 
 SNN_HD float charge(float v, float x, float beta, float omb, float leak, const LifSpec& p) {

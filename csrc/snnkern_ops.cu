@@ -25,12 +25,28 @@ LifSpec make_spec(bool delayed, int64_t reset, double v_reset, double v_init, bo
                  decay_input, detach, static_cast<int>(surrogate), static_cast<float>(alpha)};
 }
 
-// beta/threshold tensor (one value, or one per neuron, fp32 contiguous) or a float
-Param make_param(const c10::optional<at::Tensor>& t, double value, int64_t N, const char* name) {
+// beta/threshold tensor (fp32 contiguous: one value, one per neuron, or with period > 0 the `period` values
+// neuron n indexes as (n / div) % period) or a float
+Param make_param(const c10::optional<at::Tensor>& t, double value, int64_t N, int64_t div, int64_t period,
+                 const char* name) {
   if (!t.has_value()) return Param{nullptr, false, static_cast<float>(value)};
   TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous(), "snnkern: ", name, " must be contiguous fp32");
+  if (period > 0) {
+    TORCH_CHECK(div >= 1 && t->numel() == period, "snnkern: ", name, " read in place needs div >= 1 and ", period,
+                " values, got div=", div, " and ", t->numel());
+    return Param{t->data_ptr<float>(), true, 0.f, div, period};
+  }
   TORCH_CHECK(t->numel() == 1 || t->numel() == N, "snnkern: ", name, " must hold 1 or ", N, " values");
   return Param{t->data_ptr<float>(), t->numel() != 1, 0.f};
+}
+
+// param_layout: beta's (div, period), then threshold's; period 0 where the tensor holds 1 or N values
+std::pair<Param, Param> make_params(const c10::optional<at::Tensor>& beta, double beta_value,
+                                    const c10::optional<at::Tensor>& threshold, double threshold_value, int64_t N,
+                                    at::IntArrayRef layout) {
+  TORCH_CHECK(layout.size() == 4, "snnkern: param_layout must hold 4 ints (beta div, period, threshold div, period)");
+  return {make_param(beta, beta_value, N, layout[0], layout[1], "beta"),
+          make_param(threshold, threshold_value, N, layout[2], layout[3], "threshold")};
 }
 
 void check_device(const at::Tensor& ref, const c10::optional<at::Tensor>& t, const char* name) {
@@ -137,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
     const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& beta,
     const c10::optional<at::Tensor>& threshold, bool delayed, int64_t reset, double v_reset, double v_init,
     bool decay_input, bool detach_reset, int64_t surrogate, double alpha, double beta_value, double threshold_value,
-    at::ScalarType spike_dtype, bool return_membrane, bool save_for_backward) {
+    at::ScalarType spike_dtype, bool return_membrane, bool save_for_backward, at::IntArrayRef param_layout) {
   TORCH_CHECK(x_in.dim() >= 1 && x_in.size(0) >= 1, "snnkern: x must be [T, ...] with T >= 1");
   check_device(x_in, v0, "v0");
   check_device(x_in, beta, "beta");
@@ -161,7 +177,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fwd_native(
   at::Tensor ckpt = at::empty(ckpt_shape, f32);
   if (N == 0) return {spikes, v_last, v_seq, ckpt};
   const LifSpec p = make_spec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha);
-  const Param bp = make_param(beta, beta_value, N, "beta"), tp = make_param(threshold, threshold_value, N, "threshold");
+  const std::pair<Param, Param> params = make_params(beta, beta_value, threshold, threshold_value, N, param_layout);
+  const Param bp = params.first, tp = params.second;  // (not a structured binding: C++17 lambdas cannot capture one)
   const at::Tensor v0c = v0.has_value() ? v0->to(at::kFloat).contiguous() : at::Tensor();
   const float* v0p = v0.has_value() ? v0c.data_ptr<float>() : nullptr;
   float* vs = return_membrane ? v_seq.data_ptr<float>() : nullptr;
@@ -213,7 +230,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_bwd_native(
     const c10::optional<at::Tensor>& beta, const c10::optional<at::Tensor>& threshold, const at::Tensor& checkpoints,
     bool delayed, int64_t reset, double v_reset, double v_init, bool decay_input, bool detach_reset,
     int64_t surrogate, double alpha, double beta_value, double threshold_value, at::ScalarType /*spike_dtype*/,
-    bool /*return_membrane*/, bool need_v0_grad, bool need_beta_grad, bool need_threshold_grad) {
+    bool /*return_membrane*/, bool need_v0_grad, bool need_beta_grad, bool need_threshold_grad,
+    at::IntArrayRef param_layout) {
   const at::Tensor x = x_in.contiguous();
   const int64_t T = x.size(0), N = T ? x.numel() / T : 0;
   TORCH_CHECK(T <= kChunk || checkpoints.size(0) == (T - 1) / kChunk,
@@ -225,7 +243,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_bwd_native(
   at::Tensor gv0 = per_neuron(need_v0_grad), gbeta = per_neuron(need_beta_grad), gthr = per_neuron(need_threshold_grad);
   if (N == 0) return {grad_x, gv0, gbeta, gthr};
   const LifSpec p = make_spec(delayed, reset, v_reset, v_init, decay_input, detach_reset, surrogate, alpha);
-  const Param bp = make_param(beta, beta_value, N, "beta"), tp = make_param(threshold, threshold_value, N, "threshold");
+  const std::pair<Param, Param> params = make_params(beta, beta_value, threshold, threshold_value, N, param_layout);
+  const Param bp = params.first, tp = params.second;  // (not a structured binding: C++17 lambdas cannot capture one)
   const at::Tensor v0c = v0.has_value() ? v0->to(at::kFloat).contiguous() : at::Tensor();
   const at::Tensor gvc = grad_v_last.has_value() ? grad_v_last->to(at::kFloat).contiguous() : at::Tensor();
   const at::Tensor gvsc = grad_v_seq.has_value() ? grad_v_seq->to(at::kFloat).contiguous() : at::Tensor();

@@ -34,13 +34,16 @@ bool all_finite(const std::vector<float>& v) {
 }
 
 // One forward + backward over every neuron, buffers sized exactly as lif_fwd_native/lif_bwd_native do.
-bool run_case(int64_t T, int64_t N, const LifSpec& p, bool per_neuron, bool has_v0, bool store_v, bool grads) {
+// period > 0: beta and threshold read in place, `period` values indexed (n / div) % period.
+bool run_case(int64_t T, int64_t N, const LifSpec& p, bool per_neuron, bool has_v0, bool store_v, bool grads,
+              int64_t div = 1, int64_t period = 0) {
   const int64_t n_ckpt = (T - 1) / kChunk;  // checkpoints after every full chunk but the last
   std::vector<float> x = randn(T * N, 1.5f), v0 = randn(N, 0.5f);
-  std::vector<float> beta(N), thr(N);
-  for (int64_t n = 0; n < N; ++n) beta[n] = 0.5f + 0.4f * static_cast<float>(n % 3) / 3.f, thr[n] = 1.f;
-  Param bp{per_neuron ? beta.data() : nullptr, per_neuron, 0.9f};
-  Param tp{per_neuron ? thr.data() : nullptr, per_neuron, 1.f};
+  const int64_t P = period ? period : N;
+  std::vector<float> beta(P), thr(P);
+  for (int64_t n = 0; n < P; ++n) beta[n] = 0.5f + 0.4f * static_cast<float>(n % 3) / 3.f, thr[n] = 1.f;
+  Param bp{per_neuron ? beta.data() : nullptr, per_neuron, 0.9f, div, period};
+  Param tp{per_neuron ? thr.data() : nullptr, per_neuron, 1.f, div, period};
   std::vector<uint8_t> spikes(T * N);
   std::vector<float> v_last(N), v_seq(T * N), ckpt(n_ckpt * N);
   for (int64_t n = 0; n < N; ++n)
@@ -106,6 +109,16 @@ int main() {
                 if (!run_case(T, N, p, (flags & 2) != 0, (flags & 4) != 0, (flags & 8) != 0, (T + N + flags) % 2 == 0))
                   ++failed;
               }
+  // per-channel parameters read in place: [C] of [B, C] (div 1) and [C, 1, 1] of [B, C, H, W] (div H*W)
+  for (int64_t T : {1, 17, 33})
+    for (int64_t N : {12, 30})
+      for (int64_t div : {1, 2, 3})
+        for (int reset = 0; reset < 3; ++reset) {
+          const int64_t period = 3;
+          const LifSpec p{reset == 1, reset, 0.f, 0.f, reset != 2, false, reset, 2.f};
+          ++cases;
+          if (!run_case(T, N, p, true, true, true, true, div, period)) ++failed;
+        }
   for (int64_t K : {1, 31, 32, 33, 70, 96})
     for (int64_t rows : {1, 3}) {
       ++cases;

@@ -155,6 +155,49 @@ def test_forward_packs_spikes_in_the_kernel_as_pack_spikes_does(device, dtype):
 
 
 @pytest.mark.cuda_ext
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_per_channel_parameters_reach_the_cpp_kernels_unexpanded(device):
+    """A learnable per-channel beta/threshold ([C, 1, 1] of a conv layer's [B, C, H, W]) goes to the C++ ops as
+    its C values with a (div, period) layout, as the Triton kernels read it (mode 3): no expanded copy of N
+    floats per forward and backward. The results equal those of the same ops given expanded [N] copies."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "snnkern":
+                self.calls.append((func.name(), args))
+            return func(*args, **(kwargs or {}))
+
+    B, C, H, W, T = 2, 3, 4, 5, 20  # T > one chunk: checkpoints, the backward's recompute from them
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(T, B, C, H, W, generator=g) * 1.2).to(device).requires_grad_()
+    beta = (torch.rand(C, 1, 1, generator=g) * 0.5 + 0.45).to(device).requires_grad_()
+    thr = (torch.rand(C, 1, 1, generator=g) * 0.5 + 0.6).to(device).requires_grad_()
+    with Seen() as seen:
+        s, v = lif(x, beta=beta, threshold=thr, backend="cuda")
+        (s.sum() + v.square().sum()).backward()
+    names = [name for name, _ in seen.calls]
+    assert names == ["snnkern::lif_fwd_native", "snnkern::lif_bwd_native"], names
+    for name, args in seen.calls:
+        b, t, layout = (args[2], args[3], args[-1]) if "fwd" in name else (args[5], args[6], args[-1])
+        assert b.numel() == t.numel() == C and list(layout) == [H * W, C, H * W, C], (name, b.shape, layout)
+    fwd_args = seen.calls[0][1]
+    expanded = [p.detach().expand(B, C, H, W).reshape(-1).contiguous() for p in (beta, thr)]
+    ref = torch.ops.snnkern.lif_fwd_native(x.detach(), None, *expanded, *fwd_args[4:-1])
+    ours = torch.ops.snnkern.lif_fwd_native(*(a.detach() if isinstance(a, torch.Tensor) else a for a in fwd_args))
+    for a, b in zip(ours, ref):
+        assert torch.equal(a, b)
+    # a layout whose period does not match the tensor is refused, never read out of bounds
+    with pytest.raises(RuntimeError, match="read in place needs"):
+        torch.ops.snnkern.lif_fwd_native(x.detach(), None, beta.detach().reshape(-1), None, *fwd_args[4:-1],
+                                         [H * W, C + 1, 1, 0])
+
+
+@pytest.mark.cuda_ext
 def test_forward_packs_in_the_kernel_only_whole_words_of_a_row():
     from snnkern.ops.lif import LifSpec
 

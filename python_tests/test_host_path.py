@@ -27,7 +27,8 @@ def test_schema_is_generated_from_the_spec():
     assert names[4:4 + SPEC_LEN] == list(LifSpec._fields)
     assert names[4 + SPEC_LEN:] == ["save_for_backward", "backend"]
     native = [a.name for a in torch.ops.snnkern.lif_fwd_native.default._schema.arguments]
-    assert native == names[:-1]  # the C++ op: the same arguments without the backend
+    # the C++ op: the same arguments without the backend, plus where it reads a per-channel beta/threshold
+    assert native == names[:-1] + ["param_layout"]
     assert SPEC_SCHEMA.startswith("bool delayed, int reset, float v_reset")
 
 

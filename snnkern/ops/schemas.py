@@ -26,8 +26,12 @@ _FOUR = "(Tensor, Tensor, Tensor, Tensor)"
 # Outputs: fwd (spikes, v_last, v_seq, checkpoints); bwd (grad_x, grad_v0, grad_beta, grad_threshold).
 LIB.define(f"lif_fwd({_FWD_INPUTS}, str backend) -> {_FOUR}")
 LIB.define(f"lif_bwd({_BWD_INPUTS}, str backend) -> {_FOUR}")
-LIB.define(f"lif_fwd_native({_FWD_INPUTS}) -> {_FOUR}")
-LIB.define(f"lif_bwd_native({_BWD_INPUTS}) -> {_FOUR}")
+# param_layout (the C++ ops): beta's (div, period), then threshold's. period 0: the tensor holds 1 value or 1 per
+# neuron; period > 0: it holds `period` values and neuron n reads (n // div) % period (launch.broadcast_layout),
+# so a per-feature / per-channel parameter is read in place instead of expanded to every neuron
+_LAYOUT = "int[] param_layout=[1, 0, 1, 0]"
+LIB.define(f"lif_fwd_native({_FWD_INPUTS}, {_LAYOUT}) -> {_FOUR}")
+LIB.define(f"lif_bwd_native({_BWD_INPUTS}, {_LAYOUT}) -> {_FOUR}")
 LIB.define("pack_spikes_native(Tensor s) -> Tensor")
 LIB.define("unpack_spikes_native(Tensor p, int k, ScalarType dtype) -> Tensor")
 

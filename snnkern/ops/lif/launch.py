@@ -167,21 +167,30 @@ def native_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
         spikes, v_last, v_seq, ckpt = native_forward(x, v0, beta, threshold, spec._replace(spike_dtype=x.dtype),
                                                      save_ckpt)
         return spikes.to(spec.spike_dtype), v_last, v_seq, ckpt
-    shape = x.shape[1:]
-    N = shape.numel()
-    return torch.ops.snnkern.lif_fwd_native(x, v0, _native_param(beta, shape, N), _native_param(threshold, shape, N),
-                                            *spec, save_ckpt)
+    beta, threshold, layout = _native_params(beta, threshold, x.shape[1:])
+    return torch.ops.snnkern.lif_fwd_native(x, v0, beta, threshold, *spec, save_ckpt, layout)
+
+
+def _native_params(beta, threshold, shape):
+    """beta and threshold as the C++ ops read them, and their param_layout (schemas.py): a per-feature /
+    per-channel tensor in place with its (div, period), as the Triton kernels' mode 3; otherwise one value or
+    one per neuron (period 0)."""
+    N, out, layout = shape.numel(), [], []
+    for p in (beta, threshold):
+        t, _, div, period, mode = _param_arg(p, 0.0, shape, N, None)
+        out.append(t)
+        layout += [div, period] if mode == 3 else [1, 0]
+    return out[0], out[1], layout
 
 
 def native_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, ckpt, spec: LifSpec,
                     need_v0_grad: bool, need_beta_grad: bool, need_thr_grad: bool):
     shape = x.shape[1:]
-    N = shape.numel()
     if ckpt is None:  # the forward saved no checkpoints (T <= one chunk)
         ckpt = x.new_empty((0, *shape), dtype=torch.float32)
-    return torch.ops.snnkern.lif_bwd_native(
-        grad_spikes, grad_v_last, grad_v_seq, x, v0, _native_param(beta, shape, N), _native_param(threshold, shape, N),
-        ckpt, *spec, need_v0_grad, need_beta_grad, need_thr_grad)
+    beta, threshold, layout = _native_params(beta, threshold, shape)
+    return torch.ops.snnkern.lif_bwd_native(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold, ckpt, *spec,
+                                            need_v0_grad, need_beta_grad, need_thr_grad, layout)
 
 
 FORWARD = {"triton": triton_forward, "cuda": native_forward}
