@@ -46,11 +46,10 @@ def check_number(value, name: str, *, low=None, high=None, low_open=False) -> fl
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)
     # finite <=> v - v == 0 (inf - inf and NaN give NaN): unlike math.isfinite, torch.compile can trace it
-    # when the value is symbolic (dynamic=True)
-    bad = not (value - value == 0.0)
-    bad |= low is not None and (value <= low if low_open else value < low)
-    bad |= high is not None and value > high
-    if bad:
+    # when the value is symbolic (dynamic=True). Plain `or`, no `|=`: torch 2.11's dynamo wrote `False |= le`
+    # into the graph's code for the in-place form (a SyntaxError); the `if` guards on the value either way
+    outside = (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high)
+    if not (value - value == 0.0) or outside:
         rule = _rule(low, high, low_open)
         raise ValueError(f"{name} must be finite{' and ' + rule if rule else ''}; got {value}")
     return value

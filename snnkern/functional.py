@@ -128,7 +128,16 @@ def if_(
                            spike_dtype or x_seq.dtype, return_membrane))
 
 
-TENSOR = object()  # stands for a tensor-valued beta/tau/threshold in the cached spec's key
+class _TensorValued:
+    """The type of TENSOR. Tested with isinstance, not `is`: under torch.compile(dynamic=True) a float option
+    is a SymFloat, and torch 2.11's dynamo cannot compare one with a plain object by identity (it raised
+    NotImplementedError: ObjectVariable() where 2.14 traces it)."""
+
+    def __repr__(self):
+        return "TENSOR"
+
+
+TENSOR = _TensorValued()  # stands for a tensor-valued beta/tau/threshold in the cached spec's key
 
 
 def spec_value(value):
@@ -164,7 +173,7 @@ def lif_spec(convention, beta, tau, threshold, reset, v_reset, decay_input, deta
     snntorch_style = convention == "snntorch"
     if beta is not None and tau is not None:
         raise ValueError("pass either beta or tau, not both")
-    if tau is TENSOR or beta is TENSOR:
+    if isinstance(tau, _TensorValued) or isinstance(beta, _TensorValued):
         beta_value = 0.0
     elif tau is not None:
         beta_value = 1.0 - 1.0 / _checks.check_number(tau, "tau", low=1.0)
@@ -196,7 +205,7 @@ def _spec(convention, beta_value, threshold, reset, v_reset, decay_input, detach
         if v_reset != 0.0:
             raise ValueError(f"reset='zero' resets to 0; got v_reset={v_reset} (use reset='hard')")
         reset = "hard"
-    threshold_value = 0.0 if threshold is TENSOR else _checks.check_number(threshold, "threshold", low=0.0,
+    threshold_value = 0.0 if isinstance(threshold, _TensorValued) else _checks.check_number(threshold, "threshold", low=0.0,
                                                                            low_open=True)
     decay_input = (not snntorch_style) if decay_input is None else _checks.check_flag(decay_input, "decay_input")
     if detach_reset is None:
