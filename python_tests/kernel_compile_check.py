@@ -39,12 +39,15 @@ INT_ARGS = ("T", "N", "N_VECS", "M", "K", "W", "WM", "M_BUCKET", "NBLK", "KS", "
 
 
 def compile_variant(kernel, constexprs, num_warps, arch, dtype="fp32", pointers=None, num_stages=3, div16=(),
-                    sass_hook=None):
+                    sass_hook=None, ones=()):
     """pointers: {argument: element type} for pointers that are not fp32 (LIF: x, spikes and their grads
     take ``dtype``). Every pointer gets the 16-byte alignment hint of a torch allocation; the integer
-    arguments named in ``div16`` get the divisible-by-16 hint. Returns registers/stack and, when the
-    bundled cuobjdump exists, the SASS analysis (plus ``sass_hook(sass)``'s fields, if given)."""
+    arguments named in ``div16`` get the divisible-by-16 hint, those in ``ones`` are the constant 1 (a
+    launch's JIT makes an integer argument equal to 1 a constexpr: code that treats it as a tensor, e.g.
+    ``N.to(tl.int64)``, then fails to compile). Returns registers/stack and, when the bundled cuobjdump
+    exists, the SASS analysis (plus ``sass_hook(sass)``'s fields, if given)."""
     pointers = pointers if pointers is not None else {n: dtype for n in ("x_ptr", "s_ptr", "gs_ptr", "gx_ptr")}
+    constexprs = {**constexprs, **{name: 1 for name in ones}}
     sig, attrs = {}, {}
     for i, name in enumerate(inspect.signature(kernel.fn).parameters):
         if name in constexprs:
@@ -214,9 +217,34 @@ def main():
             usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, stages, **options)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "parts": consts.get("PARTS"),
                             "split": consts.get("SPLIT"), "config": config, **usage})
+    results += int_arguments_equal_to_one()
     json.dump(results, sys.stdout)
     if "--table" in sys.argv:
         print_table(results, sys.stderr)
+
+
+def int_arguments_equal_to_one():
+    """Each shipped kernel (first variant of each), sm_90, with every integer argument the constant 1, as a
+    launch with N == 1 (a one-output layer), M == 1 or T == 1 specializes it: {"kernel", "config": "ints=1",
+    "error"} with the compile error, or None."""
+    seen, out = set(), []
+    lif = ((kind, k, c, w, d, (), None, None, {}) for kind, k, c, w, d, _ in variants())
+    for kind, kernel, consts, warps, dtype, *rest in itertools.chain(lif, spike_variants()):
+        pointers, stages, options = (rest[0] if rest[0] else None), (rest[1] or 3), (rest[3] if len(rest) > 3 else {})
+        if kernel in seen or not kernel.fn.__module__.startswith("snnkern."):  # baselines are not shipped
+            continue
+        seen.add(kernel)
+        ones = [n for n in inspect.signature(kernel.fn).parameters if n in INT_ARGS and n not in consts]
+        if kind in ("fwd", "fwd_infer", "fwd_odd_n", "fwd_channel", "fwd_packed", "bwd", "bwd_learn", "bwd_all"):
+            pointers = {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
+        try:
+            compile_variant(kernel, consts, warps, 90, dtype, pointers, stages, ones=ones,
+                            div16=tuple(n for n in options.get("div16", ()) if n not in ones))
+            error = None
+        except Exception as e:  # noqa: BLE001 - recorded for the test to show
+            error = f"{type(e).__name__}: {str(e)[-400:]}"
+        out.append({"kernel": kind, "arch": 90, "dtype": dtype, "config": "ints=1", "ones": ones, "error": error})
+    return out
 
 
 def print_table(results, out):

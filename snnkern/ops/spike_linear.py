@@ -118,7 +118,7 @@ def _spike_mm_tiles_kernel(
         # mask uniform over each 16-byte load
         w_mask = ((wi < n_words) & (ks < KS))[:, None] & n_ok[None, :]
         for part in tl.static_range(PARTS):
-            wt = tl.load(w_ptrs + part * N.to(tl.int64) * KS, mask=w_mask, other=0.0)
+            wt = tl.load(w_ptrs + part * tl.cast(N, tl.int64) * KS, mask=w_mask, other=0.0)  # N may be the constant 1
             if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 operands give the same sums
                 acc = tl.dot(a.to(tl.float32), wt.to(tl.float32), acc, input_precision="ieee")
             else:
