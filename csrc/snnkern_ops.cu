@@ -5,6 +5,9 @@
 #include <torch/extension.h>
 
 #include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <vector>
 #include <type_traits>
 
 #include <c10/cuda/CUDAGuard.h>
@@ -329,26 +332,36 @@ at::Tensor unpack_spikes_native(const at::Tensor& p_in, int64_t k, at::ScalarTyp
 }  // namespace
 
 // The schemas of these ops are declared once, in Python (snnkern/ops/schemas.py): this file only
-// implements them, and a signature that drifts from the schema fails when the extension loads.
-TORCH_LIBRARY_IMPL(snnkern, CUDA, m) {
-  m.impl("lif_fwd_native", &lif_fwd_native);
-  m.impl("lif_bwd_native", &lif_bwd_native);
-  m.impl("pack_spikes_native", &pack_spikes_native);
-  m.impl("unpack_spikes_native", &unpack_spikes_native);
-}
-
-// The CPU kernels run the same per-neuron functions: CI (no GPU) checks them against the reference.
-TORCH_LIBRARY_IMPL(snnkern, CPU, m) {
-  m.impl("lif_fwd_native", &lif_fwd_native);
-  m.impl("lif_bwd_native", &lif_bwd_native);
-  m.impl("pack_spikes_native", &pack_spikes_native);
-  m.impl("unpack_spikes_native", &unpack_spikes_native);
+// implements them. They are registered when Python calls register_kernels() (snnkern/_extension.py, after
+// the schemas exist), not by static TORCH_LIBRARY_IMPL blocks: a static registration whose signature has
+// drifted from the schema (an extension built from older sources, e.g. an editable install not rebuilt
+// after a pull) throws while the library loads, which terminates the process; here it becomes a Python
+// RuntimeError and snnkern carries on without the extension, saying why. The CPU kernels run the same
+// per-neuron functions: CI (no GPU) checks them against the reference.
+void register_kernels() {
+  static std::vector<std::unique_ptr<torch::Library>> libraries;  // kept: a Library deregisters when destroyed
+  if (!libraries.empty()) return;
+  try {
+    for (const c10::DispatchKey key : {c10::DispatchKey::CUDA, c10::DispatchKey::CPU}) {
+      auto lib = std::make_unique<torch::Library>(torch::Library::IMPL, "snnkern", key, __FILE__, __LINE__);
+      lib->impl("lif_fwd_native", TORCH_FN(lif_fwd_native));
+      lib->impl("lif_bwd_native", TORCH_FN(lif_bwd_native));
+      lib->impl("pack_spikes_native", TORCH_FN(pack_spikes_native));
+      lib->impl("unpack_spikes_native", TORCH_FN(unpack_spikes_native));
+      libraries.push_back(std::move(lib));
+    }
+  } catch (const c10::Error& e) {
+    libraries.clear();  // nothing half-registered
+    throw std::runtime_error(e.what_without_backtrace());
+  }
 }
 
 }  // namespace snnkern
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.doc() = "snnkern C++/CUDA backend: ops registered under torch.ops.snnkern.*_native";
+  module.def("register_kernels", &snnkern::register_kernels,
+             "register the ops' CUDA and CPU kernels (once); RuntimeError if a signature differs from the schema");
   module.def("last_forward_vec", [] { return snnkern::last_forward_vec.load(std::memory_order_relaxed); },
              "neurons a thread of the last lif_fwd_native call (8, 4 or 1): which kernel its alignment chose");
 }

@@ -44,6 +44,51 @@ def test_loading_the_extension_does_not_initialize_cuda():
 
 
 @pytest.mark.cuda_ext
+def test_a_kernel_whose_signature_differs_from_the_schema_is_an_error_not_an_abort():
+    """An extension built from other csrc/ sources than the package's schemas (an editable install not rebuilt
+    after a pull) used to terminate the process while loading (a static registration threw). Now the
+    registration raises RuntimeError, registers nothing, and the process goes on."""
+    import importlib.util
+    path = importlib.util.find_spec("snnkern._C").origin
+    code = textwrap.dedent(f"""
+        import importlib.util, torch
+        spec = importlib.util.spec_from_file_location("_C", {path!r})  # the .so alone: no snnkern schemas
+        ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)
+        lib = torch.library.Library("snnkern", "DEF")
+        lib.define("lif_fwd_native(Tensor x) -> Tensor")  # not the C++ function's signature
+        try:
+            ext.register_kernels()
+        except RuntimeError as e:
+            assert "schema" in str(e), e
+            assert not torch._C._dispatch_has_kernel_for_dispatch_key("snnkern::lif_fwd_native", "CPU")
+            print("refused")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "refused", out.stderr[-3000:]
+
+
+def test_a_stale_extension_is_reported_with_the_rebuild_command(monkeypatch):
+    """What snnkern says when the extension's registration is refused: not available, why, how to rebuild."""
+    from snnkern import _extension
+
+    class Stale:
+        @staticmethod
+        def register_kernels():
+            raise RuntimeError("Inferred operator schema for a C++ kernel function doesn't match the expected "
+                               "function schema.\n  operator: snnkern::lif_fwd_native")
+
+    monkeypatch.setitem(_extension._status, "loaded", None)
+    monkeypatch.setitem(_extension._status, "reason", None)
+    monkeypatch.setitem(_extension._status, "stale", False)
+    monkeypatch.setattr(_extension.importlib, "import_module", lambda name: Stale)
+    assert not snnkern.cuda_extension_available()
+    status = snnkern.extension_status()
+    assert "built from other sources" in status and "doesn't match" in status and "pip install" in status
+    with pytest.raises(ValueError, match="built from other sources"):
+        lif(torch.ones(2, 3), backend="cuda")
+
+
+@pytest.mark.cuda_ext
 def test_bad_input_through_the_cuda_backend_raises_the_same_named_errors():
     with pytest.raises(ValueError, match="x_seq"):
         lif(torch.ones(5), backend="cuda")
