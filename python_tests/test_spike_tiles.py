@@ -4,6 +4,8 @@ The inputs are built so that every sum is exact in fp32 whatever the order (dyad
 with few significant bits, or a single term per output), so the kernels must equal the dense reference
 exactly: a different summation order cannot hide a wrong, missing or doubled term. The structured cases
 are the ones the schedule exists for: silent time steps, silent samples, silent blocks of channels."""
+import os
+
 import pytest
 import torch
 
@@ -210,20 +212,64 @@ def test_forward_never_reads_the_weights_of_silent_words():
 
 
 @KERNEL
-@pytest.mark.parametrize("config", range(len(TILE_CONFIGS["16bit"])))
-def test_forward_every_16bit_tile_shape(config, monkeypatch):
-    """Every 16-bit TILE_CONFIGS shape (the interpreter otherwise runs only the first), on a structured
-    input with K and M not multiples of the tile."""
+@pytest.mark.parametrize("precision, config", [(p, i) for p, configs in TILE_CONFIGS.items()
+                                               for i in range(len(configs))])
+def test_forward_every_tile_shape(precision, config, monkeypatch):
+    """Every TILE_CONFIGS shape, forward and grad_weight, on a structured input with K and M not multiples of
+    the tile. A one-entry TILE_CONFIGS launches that config (on a GPU too, where the autotuner would
+    otherwise check only the shape it times fastest; the interpreter otherwise runs only the first)."""
     from snnkern.ops import spike_linear as SL
-    monkeypatch.setitem(SL.TILE_CONFIGS, "16bit", (SL.TILE_CONFIGS["16bit"][config],))
+    monkeypatch.setitem(SL.TILE_CONFIGS, precision, (SL.TILE_CONFIGS[precision][config],))
+    dtype = torch.bfloat16 if precision == "16bit" else torch.float32
     T, B, K, N = 3, 40, 161, 136
     s = structured_spikes(T, B, K, "silent_steps")
-    w, b = dyadic((N, K), torch.bfloat16, 6), dyadic((N,), torch.bfloat16, 7)
+    w, b = dyadic((N, K), dtype, 6), dyadic((N,), dtype, 7)
     y = spike_linear_forward(packed(s).to(dev()), K, w.to(dev()), b.to(dev()), "tiles").cpu()
     assert torch.equal(y, spike_linear_reference(s, w, b))
-    gy = dyadic((T * B, N), torch.bfloat16, 8)
+    gy = dyadic((T * B, N), dtype, 8)
     gw = spike_grad_weight_forward(packed(s).to(dev()), K, gy.to(dev()), "tiles").cpu()
-    assert torch.equal(gw, (gy.float().t() @ s).to(torch.bfloat16))
+    assert torch.equal(gw, (gy.float().t() @ s).to(dtype))
+
+
+def test_one_tile_config_launches_without_the_autotuner(monkeypatch):
+    """Where the autotuner would run (a GPU), a one-entry TILE_CONFIGS launches that config with its warps and
+    stages; the full list goes through the autotuner."""
+    from snnkern.ops import spike_linear as SL
+    launched, tuned = [], []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launched.append((grid, kw))
+
+    class Tuner:
+        def __getitem__(self, grid):
+            return lambda *args, **kw: tuned.append(grid({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}))
+
+    monkeypatch.setattr(SL, "use_autotuner", lambda t: True)
+    grid = lambda bm, bn, bk: (bm, bn, bk)  # noqa: E731
+    SL.launch_tiles(Kernel(), {"fp32": Tuner()}, "fp32", grid, torch.zeros(1), HAS_BIAS=False)
+    assert tuned == [(64, 64, 32)] and launched == []
+    monkeypatch.setitem(SL.TILE_CONFIGS, "fp32", ((32, 64, 32, 4, 2),))
+    SL.launch_tiles(Kernel(), {"fp32": Tuner()}, "fp32", grid, torch.zeros(1), HAS_BIAS=False)
+    assert launched == [((32, 64, 32), dict(HAS_BIAS=False, BLOCK_M=32, BLOCK_N=64, BLOCK_K=32, num_warps=4,
+                                            num_stages=2))]
+
+
+@pytest.mark.parametrize("setting", [None, "0", "1"])
+def test_tiles_autotune_switch(setting):
+    """SNNKERN_TILES_AUTOTUNE=0 turns the tiles autotuners off on a GPU (the GPU session's tests stage:
+    correctness, one compile per shape); unset or 1, they tune there."""
+    import subprocess
+    import sys
+    code = ("import torch\nfrom snnkern.ops import spike_linear as SL\n"
+            "cuda = type('OnGPU', (), {'is_cuda': True})()  # use_autotuner reads only .is_cuda\n"
+            "print(SL.AUTOTUNE, SL.use_autotuner(cuda), SL.use_autotuner(torch.zeros(1)))")
+    env = {k: v for k, v in os.environ.items() if k != "SNNKERN_TILES_AUTOTUNE"}
+    if setting is not None:
+        env["SNNKERN_TILES_AUTOTUNE"] = setting
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    on = str(setting != "0")
+    assert out.stdout.split() == [on, on, "False"], out.stderr[-2000:]
 
 
 # ---- grad_weight -----------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ only the bits too (its grad_weight is the tiles kernel's).
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -265,19 +266,30 @@ _spike_mm_tiles_tuned = autotuned(_spike_mm_tiles_kernel, ["M_BUCKET", "N", "K",
 _spike_grad_w_tiles_tuned = autotuned(_spike_grad_w_tiles_kernel, ["M_BUCKET", "N", "K", "SPLIT"])
 
 
+# SNNKERN_TILES_AUTOTUNE=0 (read at import): the tiles kernels launch the first config of each list on a GPU
+# too, as on the CPU: no benchmarking, and one compile per shape instead of one per config (3-4). For
+# correctness runs (the GPU session's tests stage, ~60 tiles shapes: ~150 compiles and ~0.5 s of timing
+# each saved on a fresh machine); every config's result is tested by a one-entry TILE_CONFIGS.
+AUTOTUNE = os.environ.get("SNNKERN_TILES_AUTOTUNE", "1") != "0"
+
+
 def use_autotuner(t: torch.Tensor) -> bool:
     """Tune on GPUs; the CPU interpreter is too slow to time configs and has no tensor cores to tune for."""
-    return t.is_cuda
+    return t.is_cuda and AUTOTUNE
 
 
 def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
     """Launch a tiles kernel: through its autotuner for ``precision`` ("16bit" / "fp32") on a GPU, else
-    with the first of that precision's TILE_CONFIGS. ``grid(BLOCK_M, BLOCK_N, BLOCK_K)`` gives the grid."""
-    if use_autotuner(args[0]):
+    with the first of that precision's TILE_CONFIGS. ``grid(BLOCK_M, BLOCK_N, BLOCK_K)`` gives the grid.
+    A TILE_CONFIGS entry holding one config launches that config, unbenchmarked, on a GPU too: how the
+    tests and the memcheck smoke run every tile shape (the autotuners were built at import)."""
+    configs = TILE_CONFIGS[precision]
+    if use_autotuner(args[0]) and len(configs) > 1:
         tuned[precision][lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
     else:
-        bm, bn, bk, warps, _stages = TILE_CONFIGS[precision][0]
-        kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+        bm, bn, bk, warps, stages = configs[0]
+        kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
+                                 num_stages=stages)
 
 
 def aligned_rows(t: torch.Tensor) -> torch.Tensor:
