@@ -298,9 +298,9 @@ def tiles_schedule_reference(p: torch.Tensor, K: int) -> torch.Tensor:
     s = unpack_reference(p, K, torch.bool)
     rows_on = s.any(1)
     order = torch.cat([rows_on.nonzero().flatten(), (~rows_on).nonzero().flatten()])
-    union = pack_reference(s.any(0)) if M else torch.zeros(W, dtype=torch.int32)
+    union = pack_reference(s.any(0)) if M else torch.zeros(W, dtype=torch.int32, device=p.device)
     words = (union != 0).nonzero().flatten()
-    out = torch.zeros(2 + M + 2 * W, dtype=torch.int32)
+    out = torch.zeros(2 + M + 2 * W, dtype=torch.int32, device=p.device)
     out[0], out[1] = int(rows_on.sum()), len(words)
     out[2:2 + M] = order
     out[2 + M:2 + M + len(words)] = words
