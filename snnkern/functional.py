@@ -205,8 +205,8 @@ def _spec(convention, beta_value, threshold, reset, v_reset, decay_input, detach
         if v_reset != 0.0:
             raise ValueError(f"reset='zero' resets to 0; got v_reset={v_reset} (use reset='hard')")
         reset = "hard"
-    threshold_value = 0.0 if isinstance(threshold, _TensorValued) else _checks.check_number(threshold, "threshold", low=0.0,
-                                                                           low_open=True)
+    threshold_value = (0.0 if isinstance(threshold, _TensorValued)
+                       else _checks.check_number(threshold, "threshold", low=0.0, low_open=True))
     decay_input = (not snntorch_style) if decay_input is None else _checks.check_flag(decay_input, "decay_input")
     if detach_reset is None:
         detach_reset = snntorch_style
