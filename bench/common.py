@@ -6,8 +6,10 @@ suite is a smoke test: tiny sizes, wall-clock timing.
 
 ``SNNKERN_BENCH_SESSION=1`` (set by ``bench/gpu_session.sh``) bounds a run so that it fits one call of a
 lent GPU: shorter do_bench windows, fewer pedantic rounds, a shorter energy window with the idle
-baseline measured once, no energy for training steps, and each file's shapes cut to the rows the
-targets are stated at (each test module says which).
+baseline measured once per process before its first GPU work (``measure_idle_baseline``, which
+``bench/conftest.py`` calls after collection when a collected test is marked ``energy``), no energy for
+training steps, and each file's shapes cut to the rows the targets are stated at (each test module says
+which).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ SESSION = os.environ.get("SNNKERN_BENCH_SESSION", "0") == "1"
 BENCH_WARMUP_MS, BENCH_REP_MS = (10, 40) if SESSION else (25, 200)
 PEDANTIC_ROUNDS = 3 if SESSION or not ON_GPU else 10
 ENERGY_SECONDS = 1.0 if SESSION else 2.0
+IDLE_SECONDS = 0.5  # the idle baseline's window
+IDLE_SETTLE_SECONDS = 0.5  # wait before it, after a sync, so that the power of earlier work has come down
 _IDLE_WATTS: list = []  # the idle baseline, measured once per process in a session run
 
 
@@ -95,13 +99,35 @@ def measure(fn) -> dict:
     return {"ms_median": statistics.median(times), "ms_q20": times[1], "ms_q80": times[-2], "peak_mib": None}
 
 
+def measure_idle_baseline() -> float | None:
+    """The session's idle baseline in W, measured once per process (later calls return it): call it before
+    the process's first GPU work. Measured after a benchmark instead, the GPU still draws the power of the
+    work just done, so the baseline reads high and J/sample above idle low. None on CPU or without NVML."""
+    if _IDLE_WATTS:
+        return _IDLE_WATTS[0]
+    if not ON_GPU:
+        return None
+    from snnkern.energy import measure_idle_watts
+
+    watts = measure_idle_watts(seconds=IDLE_SECONDS, settle_seconds=IDLE_SETTLE_SECONDS)
+    if watts is not None:
+        _IDLE_WATTS.append(watts)
+    return watts
+
+
 def measure_energy(fn, samples_per_call: int, seconds: float = ENERGY_SECONDS) -> dict:
-    """Mean W and J/sample of fn looped for ~``seconds`` (NVML; "unavailable" on CPU), labelled measured."""
+    """Mean W and J/sample of fn looped for ~``seconds`` (NVML; "unavailable" on CPU), labelled measured.
+
+    The idle baseline: in a session, the one ``measure_idle_baseline`` took before the process's GPU work;
+    else (or where it was not taken) one measured just before the window, after a settle wait."""
     from snnkern.energy import EnergyMeter
 
     calls = 0
     idle = _IDLE_WATTS[0] if SESSION and _IDLE_WATTS else None
-    with EnergyMeter(samples=None, idle_seconds=0.5, idle_watts=idle) as meter:
+    idle_when = ("before the process's GPU work" if idle is not None
+                 else f"before this window, after a {IDLE_SETTLE_SECONDS:g} s settle")
+    with EnergyMeter(samples=None, idle_seconds=IDLE_SECONDS, idle_watts=idle,
+                     settle_seconds=0.0 if idle is not None else IDLE_SETTLE_SECONDS) as meter:
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             fn()
@@ -113,7 +139,7 @@ def measure_energy(fn, samples_per_call: int, seconds: float = ENERGY_SECONDS) -
         return {"energy": f"unavailable ({r.reason})"}
     if r.idle_watts is not None and not _IDLE_WATTS:
         _IDLE_WATTS.append(r.idle_watts)
-    return {"energy": "measured", "watts": r.mean_watts, "idle_watts": r.idle_watts,
+    return {"energy": "measured", "watts": r.mean_watts, "idle_watts": r.idle_watts, "idle_measured": idle_when,
             "j_per_sample": r.joules / (calls * samples_per_call), "energy_method": r.method}
 
 
