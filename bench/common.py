@@ -42,12 +42,7 @@ def run_metadata() -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpu": torch.cuda.get_device_name() if ON_GPU else "none (CPU smoke run)",
     }
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                                        text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        meta["commit"] = "unknown"
+    meta["commit"] = commit()
     if ON_GPU:
         try:
             import pynvml
@@ -57,6 +52,20 @@ def run_metadata() -> dict:
         except Exception as exc:  # NVML is optional for timing
             meta["driver"] = f"unavailable ({type(exc).__name__})"
     return meta
+
+
+def commit() -> str:
+    """The commit measured: ``SNNKERN_COMMIT`` when set (the device gets the working tree without .git, so
+    ``bench/gpu_session.sh`` passes it), else ``git rev-parse --short HEAD``, else "unknown"."""
+    env = os.environ.get("SNNKERN_COMMIT", "").strip()
+    if env:
+        return env
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def sync():

@@ -57,8 +57,12 @@
 #          snntorch==1.0.0 spikingjelly==2.0.0 nir==1.0.8 nirtorch==2.6 mlxtend==0.25.0 loguru==0.7.3
 #      (.whl/ is git-ignored; ~2.6 MB. hypothesis, pandas, scikit-learn, matplotlib, tqdm, rich,
 #      pytest-benchmark, pytest-xdist, pytest-timeout and nvidia-ml-py are in the image already)
-#   2. run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
-#      retry: run(command="bash bench/gpu_session.sh --quick", carry=[".whl"], timeout_s=300)
+#   2. run(command="SNNKERN_COMMIT=abc1234 bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
+#      retry: run(command="SNNKERN_COMMIT=abc1234 bash bench/gpu_session.sh --quick", carry=[".whl"],
+#      timeout_s=300)
+#      with the literal short sha of the tree sent (`git rev-parse --short HEAD` here; commit first) in
+#      place of abc1234: the command is typed into the tool call, so $(git ...) would run on the device,
+#      which has no .git
 #   3. unpack results.tar.gz under bench/results/, commit it with summary.md; quote summary.md's targets.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +74,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --dry) DRY=1 ;;
     --stages=*) ONLY=${arg#--stages=} ;;
-    -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^set -uo/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (--quick, --dry, --stages=a,b)"; exit 2 ;;
   esac
 done
@@ -78,6 +82,8 @@ done
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 SNNKERN_BENCH_SESSION=1
 unset TRITON_INTERPRET  # the tests must run the compiled kernels on the GPU, not the interpreter
+COMMIT=${SNNKERN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
+export SNNKERN_COMMIT=${COMMIT:-unknown}  # bench/common.py's run_metadata records it in every benchmark
 MODE=$([ $DRY = 1 ] && echo dry || ([ $QUICK = 1 ] && echo quick || echo full))
 if [ $QUICK = 1 ]; then
   STAGES=(setup build info tests lif report)
@@ -109,6 +115,8 @@ OUT=$(cd "$OUT" && pwd)
 exec > >(tee "$W/../$RUN_NAME.session.log") 2>&1
 START=$SECONDS
 printf 'stage\tstatus\trc\tseconds\tcap\tnote\n' > "$W/stages.tsv"
+echo "commit: $SNNKERN_COMMIT"
+[ "$SNNKERN_COMMIT" = unknown ] && echo "WARNING: no commit id (no .git here): run as SNNKERN_COMMIT=<short sha> bash $0"
 STATUS=0
 
 selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
@@ -265,8 +273,8 @@ done
 
 # ---- summary and packing: always ------------------------------------------------------------------------
 ELAPSED=$((SECONDS - START))
-printf '{"run_name": "%s", "mode": "%s", "budget_s": %s, "elapsed_s": %s, "stages_selected": "%s"}\n' \
-  "$RUN_NAME" "$MODE" "$BUDGET" "$ELAPSED" "${ONLY:-all}" > "$W/session.json"
+printf '{"run_name": "%s", "mode": "%s", "budget_s": %s, "elapsed_s": %s, "stages_selected": "%s", "commit": "%s"}\n' \
+  "$RUN_NAME" "$MODE" "$BUDGET" "$ELAPSED" "${ONLY:-all}" "$SNNKERN_COMMIT" > "$W/session.json"
 if ! $PY -m bench.summary "$W" --md "$W/summary.md" --json "$W/summary.json" > "$W/summary.log" 2>&1; then
   echo "summary failed:"; tail -n 20 "$W/summary.log"; STATUS=1
   printf '# GPU session %s: the summary failed\n\nSee summary.log in results.tar.gz.\n' "$RUN_NAME" > "$W/summary.md"

@@ -132,6 +132,15 @@ def test_measured_peak_memory_leaves_out_the_timers_buffers(monkeypatch):
     assert (stats["ms_q20"], stats["ms_median"], stats["ms_q80"]) == (1.0, 2.0, 3.0)
 
 
+def test_run_metadata_takes_the_commit_from_the_environment(monkeypatch):
+    """The device gets the working tree without .git: the session passes the commit as SNNKERN_COMMIT."""
+    from bench import common
+    monkeypatch.setenv("SNNKERN_COMMIT", "abc1234")
+    assert common.run_metadata()["commit"] == "abc1234"
+    monkeypatch.setenv("SNNKERN_COMMIT", "")
+    assert common.run_metadata()["commit"] != ""  # git's answer here, or "unknown"
+
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "gpu_session.sh")
 
 
@@ -159,7 +168,8 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     stages after it still run, the exit status says so, and $OUT holds <= 8 files: the tarball with every
     log/JSON/junit/plot/report, summary.md and summary.json."""
     import tarfile
-    done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear")
+    done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear",
+                                SNNKERN_COMMIT="abc1234")
     log = done.stdout + done.stderr
     assert done.returncode == 1, log
     status = stage_status(run)
@@ -186,6 +196,9 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_stages"] == ["spike_linear"] and summary["mode"] == "dry"
     assert "## lif fwd T=4 N=1024 fp32" in (run / "report.md").read_text()
+    # the commit named in the command (the device has no .git) is in the records, session.json and summary
+    assert summary["meta"]["commit"] == "abc1234" and "commit abc1234" in md
+    assert json.loads((run / "session.json").read_text())["commit"] == "abc1234"
 
 
 def test_gpu_session_caps_a_hung_stage_and_goes_on(tmp_path):
