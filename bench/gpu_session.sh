@@ -82,6 +82,7 @@ done
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 SNNKERN_BENCH_SESSION=1
 unset TRITON_INTERPRET  # the tests must run the compiled kernels on the GPU, not the interpreter
+unset PYTORCH_NO_CUDA_MEMORY_CACHING  # the sanitize stage sets it
 COMMIT=${SNNKERN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 export SNNKERN_COMMIT=${COMMIT:-unknown}  # bench/common.py's run_metadata records it in every benchmark
 MODE=$([ $DRY = 1 ] && echo dry || ([ $QUICK = 1 ] && echo quick || echo full))
@@ -204,14 +205,19 @@ stage_tests() {
 stage_sanitize() {
   local cs
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  # without PyTorch's caching allocator every tensor is its own cudaMalloc, so memcheck sees a read or write
+  # past its end (inside a 2 MiB cached segment it would not); sanitize_smoke runs each tile config alone
+  # (no autotuner)
+  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1)
   if [ $DRY = 1 ]; then
-    STAGE_NOTE="dry: the smoke workload without the sanitizer"
-    run_stage sanitize $PY -m bench.sanitize_smoke
+    # the Triton kernels in the interpreter too (backend triton on CPU), so the tile-config loop runs
+    STAGE_NOTE="dry: the smoke workload without the sanitizer, Triton interpreted"
+    run_stage sanitize "${env[@]}" TRITON_INTERPRET=1 $PY -m bench.sanitize_smoke
   elif [ -z "$cs" ]; then
     printf 'sanitize\tunsupported\t-\t0\t%s\tno compute-sanitizer on this machine\n' "${CAP[sanitize]}" >> "$W/stages.tsv"
     echo "=== sanitize: unsupported (no compute-sanitizer)"
   else
-    run_stage sanitize "$cs" --tool memcheck --error-exitcode 1 --print-limit 20 $PY -m bench.sanitize_smoke
+    run_stage sanitize "${env[@]}" "$cs" --tool memcheck --error-exitcode 1 --print-limit 20 $PY -m bench.sanitize_smoke
   fi
 }
 

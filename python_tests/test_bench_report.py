@@ -141,6 +141,33 @@ def test_run_metadata_takes_the_commit_from_the_environment(monkeypatch):
     assert common.run_metadata()["commit"] != ""  # git's answer here, or "unknown"
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
+                    reason="runs the Triton kernels on CPU: needs TRITON_INTERPRET=1")
+def test_sanitize_smoke_runs_every_tile_config_without_the_autotuner(monkeypatch):
+    """Under compute-sanitizer, Triton's autotuner would time every config of every key (minutes): the smoke
+    workload makes each config of TILE_CONFIGS[precision] in turn the only one (launch_tiles then launches
+    the plain kernel) and runs the tiles cases per config, 16-bit and fp32, restoring the lists after."""
+    from bench import sanitize_smoke
+    SL = sanitize_smoke.SL
+    original = {p: SL.TILE_CONFIGS[p] for p in ("16bit", "fp32")}
+    seen = []
+    launch = SL.launch_tiles
+
+    def recording_launch(kernel, tuned, precision, *args, **kwargs):
+        seen.append((precision, tuple(SL.TILE_CONFIGS[precision])))
+        return launch(kernel, tuned, precision, *args, **kwargs)
+    monkeypatch.setattr(SL, "launch_tiles", recording_launch)
+    tiles = [(name, fn) for name, fn in sanitize_smoke.cases("triton", "cpu") if "tiles" in name]
+    for name, fn in tiles:
+        got, ref = fn()
+        assert torch.allclose(got.float(), ref.float(), rtol=1e-2, atol=1e-2), name
+    assert all(len(configs) == 1 for _, configs in seen), seen  # never the autotuner's list
+    for precision, configs in original.items():
+        assert {c for p, (c,) in seen if p == precision} == set(configs), precision  # every tile shape
+        assert SL.TILE_CONFIGS[precision] is configs  # restored
+    assert len(tiles) == 2 * sum(len(c) for c in original.values())  # both shapes, every config
+
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "gpu_session.sh")
 
 
@@ -199,6 +226,12 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     # the commit named in the command (the device has no .git) is in the records, session.json and summary
     assert summary["meta"]["commit"] == "abc1234" and "commit abc1234" in md
     assert json.loads((run / "session.json").read_text())["commit"] == "abc1234"
+    # the sanitize workload ran every tile config alone (Triton interpreted in the dry run)
+    from snnkern.ops.spike_linear import TILE_CONFIGS
+    sanitize = (run / "sanitize.log").read_text()
+    for precision, configs in TILE_CONFIGS.items():
+        for i, config in enumerate(configs):
+            assert f"triton spike_linear tiles fwd+bwd {precision} M=65 K=100 config {i} {config}" in sanitize
 
 
 def test_gpu_session_caps_a_hung_stage_and_goes_on(tmp_path):
