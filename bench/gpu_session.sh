@@ -16,11 +16,20 @@
 # is 0 only when every stage passed ("unsupported" memcheck counts as passed).
 #
 #   stage         cap s  quick  expected on the H200 (16 cores)
-#   setup            15     10  ~5: wheels from .whl/ into /tmp/site, nvidia-smi, versions
-#   build           160    150  ~120-150: snnkern._C for sm_90 (one nvcc translation unit, ~2 min on 2 cores)
-#   info              8      5  ~3: snnkern info (backends, extension status)
-#   tests            60     35  ~40: python_tests -m "triton or gpu or cuda_ext" (656 tests), 8 xdist workers
-#   sanitize         20      -  ~15: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes)
+#   setup            10     10  ~5: wheels from .whl/ into /tmp/site, nvidia-smi, versions (pip, setuptools,
+#                               nvcc, commit)
+#   build           130    130  ~100-110: snnkern._C for sm_90 (one nvcc translation unit: 107 s on 2 cores
+#                               against torch 2.11)
+#   info              8      8  ~3-6: snnkern info (backends, extension status; CUDA init, first Triton compile)
+#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; every Triton
+#                               specialization compiles on a fresh box, ~0.75-1.1 s each), 8 xdist workers,
+#                               SNNKERN_QUICK_AUTOTUNE=1 (the tiles autotuners time each config with a minimal
+#                               do_bench: correctness tests need no tuned choice); quick: what fits, the junit
+#                               XML still says how many ran
+#   sanitize         30      -  ~20: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes; every
+#                               tile config of both precisions run alone, no autotuner; ~30 Triton compiles),
+#                               PYTORCH_NO_CUDA_MEMORY_CACHING=1 (each tensor its own allocation, so memcheck
+#                               sees overruns), SNNKERN_QUICK_AUTOTUNE=1
 #   lif              60     30  ~40: copy probe + LIF T=16 N=2^22 fp32/bf16 fwd, fwd+bwd vs eager, snnTorch,
 #                               SpikingJelly, C++ backend, packed spikes; saved-for-backward bytes
 #                               (quick: without the eager and snnTorch peers)
@@ -37,11 +46,14 @@
 #   overhead         12      -  ~8: bench/test_overhead.py (host cost per call)
 #   report           10     10  ~4: bench.report (tables + plots) and bench.summary
 #   (pack)        10 kept   10  tar + the $OUT check
-#   total          =480    240
+#   total          =480    240  (the caps sum to the budget less the 10 s kept for packing)
 #
 # Benchmarks run with SNNKERN_BENCH_SESSION=1 (bench/common.py): do_bench 10 ms warm-up + 40 ms of
-# repeats (medians of CUDA events), 3 pytest-benchmark rounds, 1 s NVML windows with the idle baseline
-# measured once, only the targets' shapes. Set GPU_SESSION_CAP_<stage>=S to change one cap,
+# repeats (medians of CUDA events; peak memory from a call of its own, before the timing), 3
+# pytest-benchmark rounds, 1 s NVML windows with the idle baseline measured once per process before its
+# GPU work, only the targets' shapes; the tiles autotuners tune in full (SNNKERN_QUICK_AUTOTUNE is unset
+# for them). The commit measured comes from SNNKERN_COMMIT (the device gets no .git): it is in every
+# record, versions.txt, session.json and the summary. Set GPU_SESSION_CAP_<stage>=S to change one cap,
 # GPU_SESSION_BUDGET=S the total; GPU_SESSION_FAIL / GPU_SESSION_HANG="stage ..." make stages fail /
 # hang (the dry-run tests use them to prove failure isolation and caps).
 #
@@ -82,7 +94,8 @@ done
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 SNNKERN_BENCH_SESSION=1
 unset TRITON_INTERPRET  # the tests must run the compiled kernels on the GPU, not the interpreter
-unset PYTORCH_NO_CUDA_MEMORY_CACHING  # the sanitize stage sets it
+# the benchmarks' tiles autotuners tune in full: the quick mode is set for the tests and sanitize stages only
+unset SNNKERN_QUICK_AUTOTUNE PYTORCH_NO_CUDA_MEMORY_CACHING
 COMMIT=${SNNKERN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 export SNNKERN_COMMIT=${COMMIT:-unknown}  # bench/common.py's run_metadata records it in every benchmark
 MODE=$([ $DRY = 1 ] && echo dry || ([ $QUICK = 1 ] && echo quick || echo full))
@@ -93,9 +106,9 @@ else
   STAGES=(setup build info tests sanitize lif compile_peer spike_linear networks swap_convert overhead report)
   BUDGET=${GPU_SESSION_BUDGET:-480}
 fi
-declare -A CAP=([setup]=15 [build]=160 [info]=8 [tests]=60 [sanitize]=20 [lif]=60 [compile_peer]=30
+declare -A CAP=([setup]=10 [build]=130 [info]=8 [tests]=80 [sanitize]=30 [lif]=60 [compile_peer]=30
                 [spike_linear]=50 [networks]=35 [swap_convert]=15 [overhead]=12 [report]=10)
-[ $QUICK = 1 ] && CAP+=([setup]=10 [build]=150 [info]=5 [tests]=35 [lif]=30 [report]=10)
+[ $QUICK = 1 ] && CAP+=([setup]=10 [build]=130 [info]=8 [tests]=42 [lif]=30 [report]=10)
 [ $DRY = 1 ] && for s in "${!CAP[@]}"; do CAP[$s]=120; done  # CPU subsets; caps still enforced
 PACK_RESERVE=10
 FILE_LIMIT=${GPU_SESSION_FILE_LIMIT:-16777216}  # bytes per file that come back from $OUT
@@ -191,7 +204,8 @@ stage_info() { run_stage info $PY -m snnkern info; }
 
 stage_tests() {
   if [ $DRY = 1 ]; then
-    run_stage tests "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" --junitxml="$W/tests.xml"
+    run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" \
+      --junitxml="$W/tests.xml"
     return
   fi
   local extra=()
@@ -199,7 +213,10 @@ stage_tests() {
   has_py pytest_timeout && extra+=(--timeout 60)  # one hung test fails alone instead of eating the cap
   # every test that runs a kernel (Triton on CUDA, the C++ extension, GPU-only); reference-only and
   # compile-check tests are CPU CI's
-  run_stage tests "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" --junitxml="$W/tests.xml"
+  # SNNKERN_QUICK_AUTOTUNE=1: the tiles autotuners time each config with a minimal do_bench (every key
+  # would otherwise cost the configs x (25 ms warm-up + 100 ms); the tests check results, not tuned choices)
+  run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" \
+    --junitxml="$W/tests.xml"
 }
 
 stage_sanitize() {
@@ -207,8 +224,8 @@ stage_sanitize() {
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   # without PyTorch's caching allocator every tensor is its own cudaMalloc, so memcheck sees a read or write
   # past its end (inside a 2 MiB cached segment it would not); sanitize_smoke runs each tile config alone
-  # (no autotuner)
-  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1)
+  # (no autotuner), and SNNKERN_QUICK_AUTOTUNE=1 keeps any autotuner that does run short
+  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1)
   if [ $DRY = 1 ]; then
     # the Triton kernels in the interpreter too (backend triton on CPU), so the tile-config loop runs
     STAGE_NOTE="dry: the smoke workload without the sanitizer, Triton interpreted"

@@ -196,7 +196,7 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     log/JSON/junit/plot/report, summary.md and summary.json."""
     import tarfile
     done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear",
-                                SNNKERN_COMMIT="abc1234")
+                                SNNKERN_COMMIT="abc1234", SNNKERN_QUICK_AUTOTUNE="1")
     log = done.stdout + done.stderr
     assert done.returncode == 1, log
     status = stage_status(run)
@@ -226,12 +226,34 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     # the commit named in the command (the device has no .git) is in the records, session.json and summary
     assert summary["meta"]["commit"] == "abc1234" and "commit abc1234" in md
     assert json.loads((run / "session.json").read_text())["commit"] == "abc1234"
+    # quick autotuning for the tests and sanitize stages only (the caller's setting is not inherited);
+    # memcheck without the caching allocator
+    started = {line.split(" ")[1]: line for line in log.splitlines() if line.startswith("=== ") and "(cap" in line}
+    assert "env SNNKERN_QUICK_AUTOTUNE=1 " in started["tests"], started["tests"]
+    assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1 " in started["sanitize"], started["sanitize"]
+    assert not [s for s, line in started.items() if "QUICK_AUTOTUNE" in line and s not in ("tests", "sanitize")]
     # the sanitize workload ran every tile config alone (Triton interpreted in the dry run)
     from snnkern.ops.spike_linear import TILE_CONFIGS
     sanitize = (run / "sanitize.log").read_text()
     for precision, configs in TILE_CONFIGS.items():
         for i, config in enumerate(configs):
             assert f"triton spike_linear tiles fwd+bwd {precision} M=65 K=100 config {i} {config}" in sanitize
+
+
+def test_gpu_session_caps_fit_the_budget_and_the_header_table():
+    """Each mode's stage caps sum to at most its budget less the 10 s kept for packing (so that no stage is
+    cut short by the ones before it running to their caps), and the header's table states them."""
+    import re
+    text = open(SCRIPT).read()
+    caps = dict(re.findall(r"\[(\w+)\]=(\d+)", re.search(r"declare -A CAP=\(([^)]*)\)", text).group(1)))
+    quick_caps = caps | dict(re.findall(r"\[(\w+)\]=(\d+)", re.search(r"CAP\+=\(([^)]*)\)", text).group(1)))
+    stages = re.search(r"STAGES=\(([^)]*)\)\n  BUDGET=\$\{GPU_SESSION_BUDGET:-240\}", text).group(1).split()
+    full_stages = re.search(r"STAGES=\(([^)]*)\)\n  BUDGET=\$\{GPU_SESSION_BUDGET:-480\}", text).group(1).split()
+    assert sum(int(caps[s]) for s in full_stages) <= 480 - 10
+    assert sum(int(quick_caps[s]) for s in stages) <= 240 - 10
+    table = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"^#   (\w+) +(\d+) +(\d+|-) ", text, re.M)}
+    for stage in full_stages:
+        assert table[stage] == (caps[stage], quick_caps[stage] if stage in stages else "-"), stage
 
 
 def test_gpu_session_caps_a_hung_stage_and_goes_on(tmp_path):
