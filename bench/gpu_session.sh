@@ -184,8 +184,17 @@ stage_setup() {
     run_stage setup $PY -c "import sys; print(sys.version)"
   fi
   (nvidia-smi && nvidia-smi -q -d CLOCK,POWER,MEMORY || echo "nvidia-smi: not available") > "$W/nvidia-smi.txt" 2>&1
-  $PY -m pip list 2>/dev/null | grep -iE "^(torch|triton|snntorch|spikingjelly|nir|nirtorch|hypothesis|pytest|numpy|nvidia-ml-py) " \
-    > "$W/versions.txt"
+  # what the editable build needs: setuptools >= 64 (PEP 660), an nvcc of torch's CUDA (13 for cu130)
+  local nvcc=${CUDA_HOME:-${CUDA_PATH:-}}
+  nvcc=$([ -n "$nvcc" ] && echo "$nvcc/bin/nvcc" || command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  {
+    echo "commit $SNNKERN_COMMIT"
+    $PY -m pip list 2>/dev/null | grep -iE "^(torch|triton|snntorch|spikingjelly|nir|nirtorch|hypothesis|pytest|numpy|nvidia-ml-py) "
+    echo "pip: $($PY -m pip --version 2>&1)"
+    echo "setuptools: $($PY -c 'import setuptools; print(setuptools.__version__)' 2>&1 | tail -n 1)"
+    echo "nvcc ($nvcc):"
+    "$nvcc" --version 2>&1 || echo "nvcc: not found"
+  } > "$W/versions.txt"
 }
 
 stage_build() {

@@ -223,9 +223,13 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_stages"] == ["spike_linear"] and summary["mode"] == "dry"
     assert "## lif fwd T=4 N=1024 fp32" in (run / "report.md").read_text()
-    # the commit named in the command (the device has no .git) is in the records, session.json and summary
+    # the commit named in the command (the device has no .git): in the records, session.json, versions.txt,
+    # the summary
     assert summary["meta"]["commit"] == "abc1234" and "commit abc1234" in md
     assert json.loads((run / "session.json").read_text())["commit"] == "abc1234"
+    versions = (run / "versions.txt").read_text()
+    for line in ("commit abc1234", "pip: pip ", "setuptools: ", "nvcc ("):
+        assert line in versions, versions
     # quick autotuning for the tests and sanitize stages only (the caller's setting is not inherited);
     # memcheck without the caching allocator
     started = {line.split(" ")[1]: line for line in log.splitlines() if line.startswith("=== ") and "(cap" in line}
