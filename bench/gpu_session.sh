@@ -16,11 +16,20 @@
 # is 0 only when every stage passed ("unsupported" memcheck counts as passed).
 #
 #   stage         cap s  quick  expected on the H200 (16 cores)
-#   setup            15     10  ~5: wheels from .whl/ into /tmp/site, nvidia-smi, versions
-#   build           160    150  ~120-150: snnkern._C for sm_90 (one nvcc translation unit, ~2 min on 2 cores)
-#   info              8      5  ~3: snnkern info (backends, extension status)
-#   tests            60     35  ~40: python_tests -m "triton or gpu or cuda_ext" (656 tests), 8 xdist workers
-#   sanitize         20      -  ~15: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes)
+#   setup            10     10  ~5: wheels from .whl/ into /tmp/site, nvidia-smi, versions (pip, setuptools,
+#                               nvcc, commit)
+#   build           130    130  ~100-110: snnkern._C for sm_90 (one nvcc translation unit: 107 s on 2 cores
+#                               against torch 2.11)
+#   info              8      8  ~3-6: snnkern info (backends, extension status; CUDA init, first Triton compile)
+#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; every Triton
+#                               specialization compiles on a fresh box, ~0.75-1.1 s each), 8 xdist workers,
+#                               SNNKERN_QUICK_AUTOTUNE=1 (the tiles autotuners time each config with a minimal
+#                               do_bench: correctness tests need no tuned choice); quick: what fits, the junit
+#                               XML still says how many ran
+#   sanitize         30      -  ~20: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes; every
+#                               tile config of both precisions run alone, no autotuner; ~30 Triton compiles),
+#                               PYTORCH_NO_CUDA_MEMORY_CACHING=1 (each tensor its own allocation, so memcheck
+#                               sees overruns), SNNKERN_QUICK_AUTOTUNE=1
 #   lif              60     30  ~40: copy probe + LIF T=16 N=2^22 fp32/bf16 fwd, fwd+bwd vs eager, snnTorch,
 #                               SpikingJelly, C++ backend, packed spikes; saved-for-backward bytes
 #                               (quick: without the eager and snnTorch peers)
@@ -37,11 +46,14 @@
 #   overhead         12      -  ~8: bench/test_overhead.py (host cost per call)
 #   report           10     10  ~4: bench.report (tables + plots) and bench.summary
 #   (pack)        10 kept   10  tar + the $OUT check
-#   total          =480    240
+#   total          =480    240  (the caps sum to the budget less the 10 s kept for packing)
 #
 # Benchmarks run with SNNKERN_BENCH_SESSION=1 (bench/common.py): do_bench 10 ms warm-up + 40 ms of
-# repeats (medians of CUDA events), 3 pytest-benchmark rounds, 1 s NVML windows with the idle baseline
-# measured once, only the targets' shapes. Set GPU_SESSION_CAP_<stage>=S to change one cap,
+# repeats (medians of CUDA events; peak memory from a call of its own, before the timing), 3
+# pytest-benchmark rounds, 1 s NVML windows with the idle baseline measured once per process before its
+# GPU work, only the targets' shapes; the tiles autotuners tune in full (SNNKERN_QUICK_AUTOTUNE is unset
+# for them). The commit measured comes from SNNKERN_COMMIT (the device gets no .git): it is in every
+# record, versions.txt, session.json and the summary. Set GPU_SESSION_CAP_<stage>=S to change one cap,
 # GPU_SESSION_BUDGET=S the total; GPU_SESSION_FAIL / GPU_SESSION_HANG="stage ..." make stages fail /
 # hang (the dry-run tests use them to prove failure isolation and caps).
 #
@@ -57,8 +69,12 @@
 #          snntorch==1.0.0 spikingjelly==2.0.0 nir==1.0.8 nirtorch==2.6 mlxtend==0.25.0 loguru==0.7.3
 #      (.whl/ is git-ignored; ~2.6 MB. hypothesis, pandas, scikit-learn, matplotlib, tqdm, rich,
 #      pytest-benchmark, pytest-xdist, pytest-timeout and nvidia-ml-py are in the image already)
-#   2. run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
-#      retry: run(command="bash bench/gpu_session.sh --quick", carry=[".whl"], timeout_s=300)
+#   2. run(command="SNNKERN_COMMIT=abc1234 bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
+#      retry: run(command="SNNKERN_COMMIT=abc1234 bash bench/gpu_session.sh --quick", carry=[".whl"],
+#      timeout_s=300)
+#      with the literal short sha of the tree sent (`git rev-parse --short HEAD` here; commit first) in
+#      place of abc1234: the command is typed into the tool call, so $(git ...) would run on the device,
+#      which has no .git
 #   3. unpack results.tar.gz under bench/results/, commit it with summary.md; quote summary.md's targets.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +86,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --dry) DRY=1 ;;
     --stages=*) ONLY=${arg#--stages=} ;;
-    -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^set -uo/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (--quick, --dry, --stages=a,b)"; exit 2 ;;
   esac
 done
@@ -78,6 +94,10 @@ done
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 SNNKERN_BENCH_SESSION=1
 unset TRITON_INTERPRET  # the tests must run the compiled kernels on the GPU, not the interpreter
+# the benchmarks' tiles autotuners tune in full: the quick mode is set for the tests and sanitize stages only
+unset SNNKERN_QUICK_AUTOTUNE PYTORCH_NO_CUDA_MEMORY_CACHING
+COMMIT=${SNNKERN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
+export SNNKERN_COMMIT=${COMMIT:-unknown}  # bench/common.py's run_metadata records it in every benchmark
 MODE=$([ $DRY = 1 ] && echo dry || ([ $QUICK = 1 ] && echo quick || echo full))
 if [ $QUICK = 1 ]; then
   STAGES=(setup build info tests lif report)
@@ -86,9 +106,9 @@ else
   STAGES=(setup build info tests sanitize lif compile_peer spike_linear networks swap_convert overhead report)
   BUDGET=${GPU_SESSION_BUDGET:-480}
 fi
-declare -A CAP=([setup]=15 [build]=160 [info]=8 [tests]=60 [sanitize]=20 [lif]=60 [compile_peer]=30
+declare -A CAP=([setup]=10 [build]=130 [info]=8 [tests]=80 [sanitize]=30 [lif]=60 [compile_peer]=30
                 [spike_linear]=50 [networks]=35 [swap_convert]=15 [overhead]=12 [report]=10)
-[ $QUICK = 1 ] && CAP+=([setup]=10 [build]=150 [info]=5 [tests]=35 [lif]=30 [report]=10)
+[ $QUICK = 1 ] && CAP+=([setup]=10 [build]=130 [info]=8 [tests]=42 [lif]=30 [report]=10)
 [ $DRY = 1 ] && for s in "${!CAP[@]}"; do CAP[$s]=120; done  # CPU subsets; caps still enforced
 PACK_RESERVE=10
 FILE_LIMIT=${GPU_SESSION_FILE_LIMIT:-16777216}  # bytes per file that come back from $OUT
@@ -109,6 +129,8 @@ OUT=$(cd "$OUT" && pwd)
 exec > >(tee "$W/../$RUN_NAME.session.log") 2>&1
 START=$SECONDS
 printf 'stage\tstatus\trc\tseconds\tcap\tnote\n' > "$W/stages.tsv"
+echo "commit: $SNNKERN_COMMIT"
+[ "$SNNKERN_COMMIT" = unknown ] && echo "WARNING: no commit id (no .git here): run as SNNKERN_COMMIT=<short sha> bash $0"
 STATUS=0
 
 selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
@@ -162,8 +184,17 @@ stage_setup() {
     run_stage setup $PY -c "import sys; print(sys.version)"
   fi
   (nvidia-smi && nvidia-smi -q -d CLOCK,POWER,MEMORY || echo "nvidia-smi: not available") > "$W/nvidia-smi.txt" 2>&1
-  $PY -m pip list 2>/dev/null | grep -iE "^(torch|triton|snntorch|spikingjelly|nir|nirtorch|hypothesis|pytest|numpy|nvidia-ml-py) " \
-    > "$W/versions.txt"
+  # what the editable build needs: setuptools >= 64 (PEP 660), an nvcc of torch's CUDA (13 for cu130)
+  local nvcc=${CUDA_HOME:-${CUDA_PATH:-}}
+  nvcc=$([ -n "$nvcc" ] && echo "$nvcc/bin/nvcc" || command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  {
+    echo "commit $SNNKERN_COMMIT"
+    $PY -m pip list 2>/dev/null | grep -iE "^(torch|triton|snntorch|spikingjelly|nir|nirtorch|hypothesis|pytest|numpy|nvidia-ml-py) "
+    echo "pip: $($PY -m pip --version 2>&1)"
+    echo "setuptools: $($PY -c 'import setuptools; print(setuptools.__version__)' 2>&1 | tail -n 1)"
+    echo "nvcc ($nvcc):"
+    "$nvcc" --version 2>&1 || echo "nvcc: not found"
+  } > "$W/versions.txt"
 }
 
 stage_build() {
@@ -182,7 +213,8 @@ stage_info() { run_stage info $PY -m snnkern info; }
 
 stage_tests() {
   if [ $DRY = 1 ]; then
-    run_stage tests "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" --junitxml="$W/tests.xml"
+    run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" \
+      --junitxml="$W/tests.xml"
     return
   fi
   local extra=()
@@ -190,20 +222,28 @@ stage_tests() {
   has_py pytest_timeout && extra+=(--timeout 60)  # one hung test fails alone instead of eating the cap
   # every test that runs a kernel (Triton on CUDA, the C++ extension, GPU-only); reference-only and
   # compile-check tests are CPU CI's
-  run_stage tests "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" --junitxml="$W/tests.xml"
+  # SNNKERN_QUICK_AUTOTUNE=1: the tiles autotuners time each config with a minimal do_bench (every key
+  # would otherwise cost the configs x (25 ms warm-up + 100 ms); the tests check results, not tuned choices)
+  run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" \
+    --junitxml="$W/tests.xml"
 }
 
 stage_sanitize() {
   local cs
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  # without PyTorch's caching allocator every tensor is its own cudaMalloc, so memcheck sees a read or write
+  # past its end (inside a 2 MiB cached segment it would not); sanitize_smoke runs each tile config alone
+  # (no autotuner), and SNNKERN_QUICK_AUTOTUNE=1 keeps any autotuner that does run short
+  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1)
   if [ $DRY = 1 ]; then
-    STAGE_NOTE="dry: the smoke workload without the sanitizer"
-    run_stage sanitize $PY -m bench.sanitize_smoke
+    # the Triton kernels in the interpreter too (backend triton on CPU), so the tile-config loop runs
+    STAGE_NOTE="dry: the smoke workload without the sanitizer, Triton interpreted"
+    run_stage sanitize "${env[@]}" TRITON_INTERPRET=1 $PY -m bench.sanitize_smoke
   elif [ -z "$cs" ]; then
     printf 'sanitize\tunsupported\t-\t0\t%s\tno compute-sanitizer on this machine\n' "${CAP[sanitize]}" >> "$W/stages.tsv"
     echo "=== sanitize: unsupported (no compute-sanitizer)"
   else
-    run_stage sanitize "$cs" --tool memcheck --error-exitcode 1 --print-limit 20 $PY -m bench.sanitize_smoke
+    run_stage sanitize "${env[@]}" "$cs" --tool memcheck --error-exitcode 1 --print-limit 20 $PY -m bench.sanitize_smoke
   fi
 }
 
@@ -265,8 +305,8 @@ done
 
 # ---- summary and packing: always ------------------------------------------------------------------------
 ELAPSED=$((SECONDS - START))
-printf '{"run_name": "%s", "mode": "%s", "budget_s": %s, "elapsed_s": %s, "stages_selected": "%s"}\n' \
-  "$RUN_NAME" "$MODE" "$BUDGET" "$ELAPSED" "${ONLY:-all}" > "$W/session.json"
+printf '{"run_name": "%s", "mode": "%s", "budget_s": %s, "elapsed_s": %s, "stages_selected": "%s", "commit": "%s"}\n' \
+  "$RUN_NAME" "$MODE" "$BUDGET" "$ELAPSED" "${ONLY:-all}" "$SNNKERN_COMMIT" > "$W/session.json"
 if ! $PY -m bench.summary "$W" --md "$W/summary.md" --json "$W/summary.json" > "$W/summary.log" 2>&1; then
   echo "summary failed:"; tail -n 20 "$W/summary.log"; STATUS=1
   printf '# GPU session %s: the summary failed\n\nSee summary.log in results.tar.gz.\n' "$RUN_NAME" > "$W/summary.md"

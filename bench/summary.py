@@ -3,7 +3,7 @@
     python -m bench.summary RUN_DIR [--md summary.md] [--json summary.json]
 
 RUN_DIR holds what the session wrote: ``stages.tsv`` (one line per stage: name, status, exit code,
-seconds, cap, note), ``session.json`` (mode, budget, run name), the pytest-benchmark JSONs
+seconds, cap, note), ``session.json`` (mode, budget, run name, commit), the pytest-benchmark JSONs
 (``*.json``) and the junit XMLs (``*.xml``). The summary states, from this run alone: which stages
 failed or timed out and the test counts; the copy bandwidth; per LIF kernel and dtype the median ms,
 GB/s as a fraction of the copy bandwidth and each peer's time over snnkern's (> 1: snnkern faster);
@@ -376,7 +376,8 @@ def summarize(run_dir: str) -> dict:
     return {
         "run": session.get("run_name"), "mode": session.get("mode"), "budget_s": session.get("budget_s"),
         "elapsed_s": session.get("elapsed_s"),
-        "meta": {k: meta.get(k) for k in ("gpu", "driver", "torch", "triton", "commit", "date")},
+        "meta": {k: meta.get(k) for k in ("gpu", "driver", "torch", "triton", "commit", "date")}
+                | {"commit": meta.get("commit") or session.get("commit")},  # the session's, without records
         "stages": stages,
         "failed_stages": [s["stage"] for s in stages if s["status"] in FAILING],
         "tests": junits, "copy_gb_per_s": copy_gbs,

@@ -10,6 +10,8 @@ import snnkern
 
 from .common import ON_GPU, SESSION, record
 
+pytestmark = pytest.mark.energy  # records measured energy (bench/conftest.py: the idle baseline)
+
 DEVICE = "cuda" if ON_GPU else "cpu"
 BATCH = 256 if ON_GPU else 4
 

@@ -22,6 +22,8 @@ from snnkern.experiments.runner import SNNClassifier
 
 from .common import ON_GPU, SESSION, record
 
+pytestmark = pytest.mark.energy  # records measured energy (bench/conftest.py: the idle baseline)
+
 DEVICE = "cuda" if ON_GPU else "cpu"
 BATCH = 256 if ON_GPU else 4
 TS = ([4, 8] if SESSION else [1, 4, 8, 16, 32]) if ON_GPU else [1, 4]

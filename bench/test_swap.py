@@ -13,6 +13,8 @@ from snnkern.nn import LIF, SpikingSequential, mse_count_loss, reset_states
 
 from .common import ON_GPU, record
 
+pytestmark = pytest.mark.energy  # records measured energy (bench/conftest.py: the idle baseline)
+
 DEVICE = "cuda" if ON_GPU else "cpu"
 # snnTorch tutorial 5: 784-1000-10, beta=0.95, 25 steps, batch 128 (CPU: a smoke-sized version)
 T, BATCH, IN, HIDDEN, OUT = (25, 128, 784, 1000, 10) if ON_GPU else (5, 8, 64, 32, 10)

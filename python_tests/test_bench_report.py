@@ -3,6 +3,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from bench import report
 
@@ -84,6 +85,89 @@ def test_report_needs_a_file():
         report.main([])
 
 
+# ---- bench.common and bench.sanitize_smoke: what only a GPU run takes, with fakes ---------------------
+
+
+def test_measured_peak_memory_leaves_out_the_timers_buffers(monkeypatch):
+    """triton.testing.do_bench allocates a 256 MiB buffer (it flushes L2 between runs), and an autotuned
+    kernel's first call runs do_bench for its configs: neither belongs to fn's peak, which used to be read
+    over the timing and so read 256 MiB high (pulling a ratio of peaks toward 1)."""
+    import triton.testing
+
+    from bench import common
+    MiB = 2**20
+    mem = {"now": 100 * MiB, "peak": 100 * MiB}
+
+    def alloc(n):
+        mem["now"] += n
+        mem["peak"] = max(mem["peak"], mem["now"])
+
+    def free(n):
+        mem["now"] -= n
+    monkeypatch.setattr(common, "ON_GPU", True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a, **k: mem.update(peak=mem["now"]))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a, **k: mem["now"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: mem["peak"])
+    calls = []
+
+    def fn():  # 10 MiB of temporaries; the first call also autotunes, under do_bench's flush buffer
+        if not calls:
+            alloc(256 * MiB)
+            free(256 * MiB)
+        calls.append(1)
+        alloc(10 * MiB)
+        free(10 * MiB)
+
+    def do_bench(fn, warmup, rep, quantiles):  # as triton's: fn once, then the flush buffer while it times
+        fn()
+        alloc(256 * MiB)
+        for _ in range(3):
+            fn()
+        free(256 * MiB)
+        return [1.0, 2.0, 3.0]
+    monkeypatch.setattr(triton.testing, "do_bench", do_bench)
+    stats = common.measure(fn)
+    assert stats["peak_mib"] == 10.0
+    assert (stats["ms_q20"], stats["ms_median"], stats["ms_q80"]) == (1.0, 2.0, 3.0)
+
+
+def test_run_metadata_takes_the_commit_from_the_environment(monkeypatch):
+    """The device gets the working tree without .git: the session passes the commit as SNNKERN_COMMIT."""
+    from bench import common
+    monkeypatch.setenv("SNNKERN_COMMIT", "abc1234")
+    assert common.run_metadata()["commit"] == "abc1234"
+    monkeypatch.setenv("SNNKERN_COMMIT", "")
+    assert common.run_metadata()["commit"] != ""  # git's answer here, or "unknown"
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
+                    reason="runs the Triton kernels on CPU: needs TRITON_INTERPRET=1")
+def test_sanitize_smoke_runs_every_tile_config_without_the_autotuner(monkeypatch):
+    """Under compute-sanitizer, Triton's autotuner would time every config of every key (minutes): the smoke
+    workload makes each config of TILE_CONFIGS[precision] in turn the only one (launch_tiles then launches
+    the plain kernel) and runs the tiles cases per config, 16-bit and fp32, restoring the lists after."""
+    from bench import sanitize_smoke
+    SL = sanitize_smoke.SL
+    original = {p: SL.TILE_CONFIGS[p] for p in ("16bit", "fp32")}
+    seen = []
+    launch = SL.launch_tiles
+
+    def recording_launch(kernel, tuned, precision, *args, **kwargs):
+        seen.append((precision, tuple(SL.TILE_CONFIGS[precision])))
+        return launch(kernel, tuned, precision, *args, **kwargs)
+    monkeypatch.setattr(SL, "launch_tiles", recording_launch)
+    tiles = [(name, fn) for name, fn in sanitize_smoke.cases("triton", "cpu") if "tiles" in name]
+    for name, fn in tiles:
+        got, ref = fn()
+        assert torch.allclose(got.float(), ref.float(), rtol=1e-2, atol=1e-2), name
+    assert all(len(configs) == 1 for _, configs in seen), seen  # never the autotuner's list
+    for precision, configs in original.items():
+        assert {c for p, (c,) in seen if p == precision} == set(configs), precision  # every tile shape
+        assert SL.TILE_CONFIGS[precision] is configs  # restored
+    assert len(tiles) == 2 * sum(len(c) for c in original.values())  # both shapes, every config
+
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "gpu_session.sh")
 
 
@@ -111,7 +195,8 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     stages after it still run, the exit status says so, and $OUT holds <= 8 files: the tarball with every
     log/JSON/junit/plot/report, summary.md and summary.json."""
     import tarfile
-    done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear")
+    done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear",
+                                SNNKERN_COMMIT="abc1234", SNNKERN_QUICK_AUTOTUNE="1")
     log = done.stdout + done.stderr
     assert done.returncode == 1, log
     status = stage_status(run)
@@ -138,6 +223,41 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_stages"] == ["spike_linear"] and summary["mode"] == "dry"
     assert "## lif fwd T=4 N=1024 fp32" in (run / "report.md").read_text()
+    # the commit named in the command (the device has no .git): in the records, session.json, versions.txt,
+    # the summary
+    assert summary["meta"]["commit"] == "abc1234" and "commit abc1234" in md
+    assert json.loads((run / "session.json").read_text())["commit"] == "abc1234"
+    versions = (run / "versions.txt").read_text()
+    for line in ("commit abc1234", "pip: pip ", "setuptools: ", "nvcc ("):
+        assert line in versions, versions
+    # quick autotuning for the tests and sanitize stages only (the caller's setting is not inherited);
+    # memcheck without the caching allocator
+    started = {line.split(" ")[1]: line for line in log.splitlines() if line.startswith("=== ") and "(cap" in line}
+    assert "env SNNKERN_QUICK_AUTOTUNE=1 " in started["tests"], started["tests"]
+    assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1 " in started["sanitize"], started["sanitize"]
+    assert not [s for s, line in started.items() if "QUICK_AUTOTUNE" in line and s not in ("tests", "sanitize")]
+    # the sanitize workload ran every tile config alone (Triton interpreted in the dry run)
+    from snnkern.ops.spike_linear import TILE_CONFIGS
+    sanitize = (run / "sanitize.log").read_text()
+    for precision, configs in TILE_CONFIGS.items():
+        for i, config in enumerate(configs):
+            assert f"triton spike_linear tiles fwd+bwd {precision} M=65 K=100 config {i} {config}" in sanitize
+
+
+def test_gpu_session_caps_fit_the_budget_and_the_header_table():
+    """Each mode's stage caps sum to at most its budget less the 10 s kept for packing (so that no stage is
+    cut short by the ones before it running to their caps), and the header's table states them."""
+    import re
+    text = open(SCRIPT).read()
+    caps = dict(re.findall(r"\[(\w+)\]=(\d+)", re.search(r"declare -A CAP=\(([^)]*)\)", text).group(1)))
+    quick_caps = caps | dict(re.findall(r"\[(\w+)\]=(\d+)", re.search(r"CAP\+=\(([^)]*)\)", text).group(1)))
+    stages = re.search(r"STAGES=\(([^)]*)\)\n  BUDGET=\$\{GPU_SESSION_BUDGET:-240\}", text).group(1).split()
+    full_stages = re.search(r"STAGES=\(([^)]*)\)\n  BUDGET=\$\{GPU_SESSION_BUDGET:-480\}", text).group(1).split()
+    assert sum(int(caps[s]) for s in full_stages) <= 480 - 10
+    assert sum(int(quick_caps[s]) for s in stages) <= 240 - 10
+    table = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"^#   (\w+) +(\d+) +(\d+|-) ", text, re.M)}
+    for stage in full_stages:
+        assert table[stage] == (caps[stage], quick_caps[stage] if stage in stages else "-"), stage
 
 
 def test_gpu_session_caps_a_hung_stage_and_goes_on(tmp_path):

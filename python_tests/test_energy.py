@@ -172,6 +172,99 @@ def test_meter_counter_delta_minus_idle_baseline():
     assert "measured" in str(r)
 
 
+class CoolingNVML(FakeNVML):
+    """A GPU that still draws ``hot`` W until ``hot_until`` (work just finished), then its idle power."""
+
+    def __init__(self, clock, hot_until, hot=150.0, **kw):
+        super().__init__(clock, **kw)
+        self.hot_until, self.hot = hot_until, hot
+
+    def _advance(self):
+        now, last = self.clock(), self._last
+        hot_s = max(0.0, min(now, self.hot_until) - last)
+        self._energy_mj += (hot_s * self.hot + (now - last - hot_s) * (self.busy if self.working else self.idle)) * 1000
+        self._last = now
+
+
+def test_idle_baseline_after_a_settle_wait():
+    """Measured while the power of earlier work has not come down, the baseline reads high (and the energy
+    above it low); settle_seconds waits that out, and measure_idle_watts measures the baseline alone."""
+    from snnkern.energy import measure_idle_watts
+    clock = FakeClock()
+    kw = dict(seconds=1.0, clock=clock, sleep=clock.sleep, sync=lambda: None)
+    assert measure_idle_watts(nvml=CoolingNVML(clock, hot_until=clock() + 1.0), **kw) == pytest.approx(150.0, abs=1e-2)
+    assert measure_idle_watts(nvml=CoolingNVML(clock, hot_until=clock() + 1.0), settle_seconds=1.0,
+                              **kw) == pytest.approx(50.0, abs=1e-2)
+    with EnergyMeter(idle_seconds=1.0, settle_seconds=1.0, nvml=CoolingNVML(clock, hot_until=clock() + 1.0),
+                     clock=clock, sleep=clock.sleep, sync=lambda: None) as m:
+        clock.sleep(1.0)
+    assert m.reading.idle_watts == pytest.approx(50.0, abs=1e-2)
+
+    class Broken(FakeNVML):
+        def nvmlInit(self):
+            raise self.NVMLError("Driver Not Loaded")
+    assert measure_idle_watts(nvml=Broken(clock), **kw) is None
+
+
+class UuidNVML(FakeNVML):
+    """NVML that also finds GPUs (and MIG instances, whose parent it returns) by UUID."""
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid in ("GPU-0b1e", "MIG-7c2d"):
+            return f"by-uuid:{uuid}"
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle):
+        return f"parent of {handle}"
+
+
+@pytest.mark.parametrize("uuid, handle", [("0b1e", "by-uuid:GPU-0b1e"), ("GPU-0b1e", "by-uuid:GPU-0b1e"),
+                                          ("7c2d", "parent of by-uuid:MIG-7c2d"), ("ffff", "gpu1"), (None, "gpu1")])
+def test_meter_finds_the_cuda_device_by_uuid(monkeypatch, uuid, handle):
+    """NVML numbers GPUs in PCI order, CUDA fastest first (and CUDA_VISIBLE_DEVICES renumbers them): the meter
+    asks NVML for the CUDA device's UUID, by index only where the UUID is not available or not found."""
+    from snnkern.energy import meter as meter_module
+    monkeypatch.setattr(meter_module, "_cuda_uuid", lambda device: uuid if device == 1 else None)
+    clock = FakeClock()
+    with EnergyMeter(device=1, idle_watts=50.0, min_seconds=0.0, nvml=UuidNVML(clock), clock=clock,
+                     sleep=clock.sleep, sync=lambda: None) as m:
+        pass
+    assert m.reading.available and m._handle == handle
+
+
+@pytest.mark.filterwarnings("ignore:EnergyMeter window")
+def test_bench_session_measures_idle_before_the_first_gpu_work(monkeypatch):
+    """bench/: in a session the idle baseline is measured once per process, after collection and before the
+    first test (bench/conftest.py); the energy rows then use it. Measured (as before) at the first energy
+    row, after that row's timing, it read the power of the work just done."""
+    from types import SimpleNamespace
+
+    from bench import common
+    from bench import conftest as bench_conftest
+    from snnkern.energy import meter as meter_module
+
+    class HotAfterWork(FakeNVML):  # idle 50 W until the first work, then (still hot) 200 W
+        def nvmlDeviceGetPowerUsage(self, handle):
+            return int(200_000 if self.working else 50_000)
+
+    nvml = HotAfterWork(time.perf_counter, counter=False)
+    monkeypatch.setattr(meter_module, "_load_nvml", lambda: nvml)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    for name, value in (("ON_GPU", True), ("SESSION", True), ("_IDLE_WATTS", []), ("IDLE_SECONDS", 0.1),
+                        ("IDLE_SETTLE_SECONDS", 0.01)):
+        monkeypatch.setattr(common, name, value)
+    energy_test = SimpleNamespace(get_closest_marker=lambda name: name == "energy" or None)
+    bench_conftest.pytest_collection_finish(SimpleNamespace(items=[energy_test]))
+    assert common._IDLE_WATTS == [pytest.approx(50.0, rel=1e-6)]
+
+    def work():
+        nvml.working = True
+    work()  # the row's timing ran before its energy window
+    row = common.measure_energy(work, samples_per_call=1, seconds=0.05)
+    assert row["idle_watts"] == pytest.approx(50.0, rel=1e-6) and row["watts"] == pytest.approx(200.0, rel=1e-3)
+    assert row["idle_measured"] == "before the process's GPU work"
+
+
 def test_meter_warns_on_short_windows():
     clock = FakeClock()
     nvml = FakeNVML(clock)
