@@ -21,15 +21,16 @@
 #   build           130    130  ~100-110: snnkern._C for sm_90 (one nvcc translation unit: 107 s on 2 cores
 #                               against torch 2.11)
 #   info              8      8  ~3-6: snnkern info (backends, extension status; CUDA init, first Triton compile)
-#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; every Triton
-#                               specialization compiles on a fresh box, ~0.75-1.1 s each), 8 xdist workers,
-#                               SNNKERN_QUICK_AUTOTUNE=1 (the tiles autotuners time each config with a minimal
-#                               do_bench: correctness tests need no tuned choice); quick: what fits, the junit
-#                               XML still says how many ran
+#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; ~506 distinct
+#                               Triton specializations by an interpreter census, each compiled on a fresh box,
+#                               ~0.75-1.1 s each), 16 xdist workers (compiling is CPU work: one per core),
+#                               SNNKERN_TILES_AUTOTUNE=0 (the tiles kernels launch their first config: one
+#                               compile per shape, no timing; test_forward_every_tile_shape runs each config);
+#                               quick: what fits, the junit XML still says how many ran
 #   sanitize         30      -  ~20: compute-sanitizer memcheck over bench/sanitize_smoke.py (small shapes; every
 #                               tile config of both precisions run alone, no autotuner; ~30 Triton compiles),
 #                               PYTORCH_NO_CUDA_MEMORY_CACHING=1 (each tensor its own allocation, so memcheck
-#                               sees overruns), SNNKERN_QUICK_AUTOTUNE=1
+#                               sees overruns), SNNKERN_TILES_AUTOTUNE=0
 #   lif              60     30  ~40: copy probe + LIF T=16 N=2^22 fp32/bf16 fwd, fwd+bwd vs eager, snnTorch,
 #                               SpikingJelly, C++ backend, packed spikes; saved-for-backward bytes
 #                               (quick: without the eager and snnTorch peers)
@@ -51,7 +52,7 @@
 # Benchmarks run with SNNKERN_BENCH_SESSION=1 (bench/common.py): do_bench 10 ms warm-up + 40 ms of
 # repeats (medians of CUDA events; peak memory from a call of its own, before the timing), 3
 # pytest-benchmark rounds, 1 s NVML windows with the idle baseline measured once per process before its
-# GPU work, only the targets' shapes; the tiles autotuners tune in full (SNNKERN_QUICK_AUTOTUNE is unset
+# GPU work, only the targets' shapes; the tiles autotuners tune in full (SNNKERN_TILES_AUTOTUNE is unset
 # for them). The commit measured comes from SNNKERN_COMMIT (the device gets no .git): it is in every
 # record, versions.txt, session.json and the summary. Set GPU_SESSION_CAP_<stage>=S to change one cap,
 # GPU_SESSION_BUDGET=S the total; GPU_SESSION_FAIL / GPU_SESSION_HANG="stage ..." make stages fail /
@@ -94,8 +95,8 @@ done
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 SNNKERN_BENCH_SESSION=1
 unset TRITON_INTERPRET  # the tests must run the compiled kernels on the GPU, not the interpreter
-# the benchmarks' tiles autotuners tune in full: the quick mode is set for the tests and sanitize stages only
-unset SNNKERN_QUICK_AUTOTUNE PYTORCH_NO_CUDA_MEMORY_CACHING
+# the benchmarks' tiles autotuners tune in full: SNNKERN_TILES_AUTOTUNE=0 is for the tests and sanitize stages only
+unset SNNKERN_TILES_AUTOTUNE PYTORCH_NO_CUDA_MEMORY_CACHING
 COMMIT=${SNNKERN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 export SNNKERN_COMMIT=${COMMIT:-unknown}  # bench/common.py's run_metadata records it in every benchmark
 MODE=$([ $DRY = 1 ] && echo dry || ([ $QUICK = 1 ] && echo quick || echo full))
@@ -213,18 +214,19 @@ stage_info() { run_stage info $PY -m snnkern info; }
 
 stage_tests() {
   if [ $DRY = 1 ]; then
-    run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" \
+    run_stage tests env SNNKERN_TILES_AUTOTUNE=0 "${PYTEST[@]}" python_tests/test_lif_reference.py -k "by_hand" \
       --junitxml="$W/tests.xml"
     return
   fi
   local extra=()
-  has_py xdist && extra+=(-n "${GPU_SESSION_XDIST:-8}")
+  has_py xdist && extra+=(-n "${GPU_SESSION_XDIST:-16}")  # Triton compiles are CPU work: a worker per core
   has_py pytest_timeout && extra+=(--timeout 60)  # one hung test fails alone instead of eating the cap
   # every test that runs a kernel (Triton on CUDA, the C++ extension, GPU-only); reference-only and
   # compile-check tests are CPU CI's
-  # SNNKERN_QUICK_AUTOTUNE=1: the tiles autotuners time each config with a minimal do_bench (every key
-  # would otherwise cost the configs x (25 ms warm-up + 100 ms); the tests check results, not tuned choices)
-  run_stage tests env SNNKERN_QUICK_AUTOTUNE=1 "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" \
+  # SNNKERN_TILES_AUTOTUNE=0: the tiles kernels launch their first config (every shape would otherwise compile
+  # all 3-4 configs and time each for 25 ms + 100 ms; the tests check results, and test_forward_every_tile_shape
+  # runs every config alone)
+  run_stage tests env SNNKERN_TILES_AUTOTUNE=0 "${PYTEST[@]}" python_tests -m "triton or gpu or cuda_ext" "${extra[@]}" \
     --junitxml="$W/tests.xml"
 }
 
@@ -233,8 +235,8 @@ stage_sanitize() {
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   # without PyTorch's caching allocator every tensor is its own cudaMalloc, so memcheck sees a read or write
   # past its end (inside a 2 MiB cached segment it would not); sanitize_smoke runs each tile config alone
-  # (no autotuner), and SNNKERN_QUICK_AUTOTUNE=1 keeps any autotuner that does run short
-  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1)
+  # (no autotuner), and SNNKERN_TILES_AUTOTUNE=0 keeps every other tiles call off the autotuner too
+  local env=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_TILES_AUTOTUNE=0)
   if [ $DRY = 1 ]; then
     # the Triton kernels in the interpreter too (backend triton on CPU), so the tile-config loop runs
     STAGE_NOTE="dry: the smoke workload without the sanitizer, Triton interpreted"

@@ -14,6 +14,11 @@ import json
 import os
 from collections import defaultdict
 
+# what the "peak MiB" columns mean (bench/common.py's peak_mib), said in every report and summary that shows one
+PEAK_NOTE = ("peak MiB: what a call allocates at its peak above what was allocated before it, measured on a "
+             "second call (parameters, optimizer state and kept weight copies are not counted; activations and "
+             "saved tensors are)")
+
 
 def _fmt(value, spec=".3f"):
     return "—" if value is None else format(value, spec)
@@ -36,6 +41,8 @@ def render(data: dict, sweep_images: list[str] = (), sweep_notes: list[str] = ()
     lines = ["# snnkern benchmark report", "",
              f"GPU: {head.get('gpu')} · driver {head.get('driver', 'n/a')} · torch {head.get('torch')} · "
              f"triton {head.get('triton')} · commit {head.get('commit')} · {head.get('date')}", ""]
+    if any(r.get("peak_mib") is not None for r in records):
+        lines += [f"{PEAK_NOTE}.", ""]
     copy = next((r for r in records if r.get("impl") == "copy"), None)
     if copy:
         lines += [f"Device copy bandwidth (same run): **{_gbs(copy['gb_per_s'])} GB/s** — the \"% of copy BW\" "

@@ -429,6 +429,9 @@ def render(s: dict) -> str:
     if not s["tests"]:
         lines.append("Tests: no junit XML in this run.")
     lines += ["", f"Copy bandwidth (same run): **{_gbs(s['copy_gb_per_s'])} GB/s**.", ""]
+    if any(r.get("peak_mib") is not None for r in s["lif"] + s["networks"]):
+        from .report import PEAK_NOTE
+        lines += [f"{PEAK_NOTE}.", ""]
     if s["lif"]:
         peers = [p for p in LIF_PEERS if any(p in r["peers"] for r in s["lif"])]
         lines += ["## LIF kernels (snnkern; peers as their time / snnkern's: > 1 means snnkern is faster)", "",

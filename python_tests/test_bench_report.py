@@ -196,7 +196,7 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     log/JSON/junit/plot/report, summary.md and summary.json."""
     import tarfile
     done, out, run = run_script(tmp_path, "--dry", timeout=600, GPU_SESSION_FAIL="spike_linear",
-                                SNNKERN_COMMIT="abc1234", SNNKERN_QUICK_AUTOTUNE="1")
+                                SNNKERN_COMMIT="abc1234", SNNKERN_TILES_AUTOTUNE="0")
     log = done.stdout + done.stderr
     assert done.returncode == 1, log
     status = stage_status(run)
@@ -230,12 +230,12 @@ def test_gpu_session_dry_run_isolates_a_failed_stage_and_packs_everything(tmp_pa
     versions = (run / "versions.txt").read_text()
     for line in ("commit abc1234", "pip: pip ", "setuptools: ", "nvcc ("):
         assert line in versions, versions
-    # quick autotuning for the tests and sanitize stages only (the caller's setting is not inherited);
+    # the tiles autotuners off for the tests and sanitize stages only (the caller's setting is not inherited);
     # memcheck without the caching allocator
     started = {line.split(" ")[1]: line for line in log.splitlines() if line.startswith("=== ") and "(cap" in line}
-    assert "env SNNKERN_QUICK_AUTOTUNE=1 " in started["tests"], started["tests"]
-    assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_QUICK_AUTOTUNE=1 " in started["sanitize"], started["sanitize"]
-    assert not [s for s, line in started.items() if "QUICK_AUTOTUNE" in line and s not in ("tests", "sanitize")]
+    assert "env SNNKERN_TILES_AUTOTUNE=0 " in started["tests"], started["tests"]
+    assert "PYTORCH_NO_CUDA_MEMORY_CACHING=1 SNNKERN_TILES_AUTOTUNE=0 " in started["sanitize"], started["sanitize"]
+    assert not [s for s, line in started.items() if "TILES_AUTOTUNE" in line and s not in ("tests", "sanitize")]
     # the sanitize workload ran every tile config alone (Triton interpreted in the dry run)
     from snnkern.ops.spike_linear import TILE_CONFIGS
     sanitize = (run / "sanitize.log").read_text()
@@ -371,6 +371,7 @@ def test_summary_states_ratios_targets_and_test_counts(tmp_path):
     assert "**FAILED: lif** in 470 s of a 480 s budget" in md
     assert "1 passed, 1 failed, 0 errors, 1 skipped of 3: `a::bad`" in md
     assert "**4000 GB/s**" in md and "| fwd | 16 | 4194304 | fp32 | 1.000 | 3000 | 75% | 512 |" in md
+    assert "peak MiB: what a call allocates at its peak above what was allocated before it" in md
     assert "| snn | 3.000 | 3.00x | 400 | 300 | 0.01 |" in md  # time and energy over the ANN's
     summary.main([str(tmp_path), "--md", str(tmp_path / "s.md"), "--json", str(tmp_path / "s.json")])
     assert json.loads((tmp_path / "s.json").read_text())["copy_gb_per_s"] == 4000.0
@@ -380,3 +381,4 @@ def test_summary_of_an_empty_run_dir(tmp_path):
     from bench import summary
     md = summary.render(summary.summarize(str(tmp_path)))
     assert "All stages passed" in md and "no junit XML" in md and "unavailable" in md
+    assert "peak MiB:" not in md  # no peak column, no note
