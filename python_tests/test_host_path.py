@@ -1,6 +1,7 @@
 """The host path of a call: one resolved LifSpec, the eager autograd Function, the registered ops under
 torch.compile (also dynamic=True and a first-ever backend="cuda" call inside a compiled region), and
 torch.func transforms."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -258,3 +259,70 @@ def test_snntorch_leaky_built_under_inference_mode_swaps_and_runs():
         snnkern.swap(neuron, backend="torch")
         for got, want in zip(neuron(x, neuron.init_leaky()), reference):
             assert torch.equal(got, want)
+
+
+def test_every_triton_launch_runs_on_its_tensors_device():
+    """Triton launches on the current CUDA device, not the tensors': every launch in snnkern/ops sits in a
+    `with on_device(...)` block (a layer on cuda:1 while cuda:0 is current would otherwise hand device-1
+    pointers to a kernel on device 0). Read from the source: a new launch without it fails here."""
+    import ast
+    import inspect
+
+    import snnkern.ops.lif.launch as launch
+    import snnkern.ops.spike_linear as spike_linear
+    import snnkern.ops.spike_pack as spike_pack
+
+    launches = unguarded = 0
+    for module in (launch, spike_linear, spike_pack):
+        tree = ast.parse(inspect.getsource(module))
+        guarded = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.With) and any(isinstance(i.context_expr, ast.Call) and
+                                                  getattr(i.context_expr.func, "id", None) == "on_device"
+                                                  for i in node.items):
+                guarded.update(id(n) for n in ast.walk(node))
+        for node in ast.walk(tree):  # kernel[grid](...): a call of a subscript
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript):
+                launches += 1
+                unguarded += id(node) not in guarded
+    assert launches >= 11 and unguarded == 0, (launches, unguarded)
+
+
+def test_on_device_makes_the_tensors_device_current_only_when_it_is_not(monkeypatch):
+    from snnkern.ops._triton import on_device
+
+    class OnGPU:  # what on_device reads of a CUDA tensor
+        is_cuda = True
+
+        def __init__(self, index):
+            self.device = torch.device("cuda", index)
+
+    entered = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: entered.append(d) or contextlib.nullcontext())
+    with on_device(OnGPU(0)):
+        pass
+    with on_device(torch.zeros(1)):  # CPU (the interpreter): nothing to switch
+        pass
+    assert entered == []
+    with on_device(OnGPU(1)):
+        pass
+    assert entered == [torch.device("cuda", 1)]
+
+
+@pytest.mark.gpu
+def test_kernels_run_on_a_second_gpu_while_the_first_is_current():
+    """A layer on cuda:1 while cuda:0 is current: the Triton kernels launch there (needs two GPUs)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    from snnkern import spike_linear
+    torch.cuda.set_device(0)
+    g = torch.Generator().manual_seed(5)
+    x, w = torch.randn(6, 4, 96, generator=g), torch.randn(8, 96, generator=g)
+    s_ref, v_ref = lif(x, backend="torch")
+    s, v = lif(x.to("cuda:1").requires_grad_(), backend="triton")
+    (s.sum() + v.sum()).backward()
+    assert torch.equal(s.cpu(), s_ref) and torch.equal(v.cpu(), v_ref)
+    for algorithm in ("tiles", "gather"):
+        y = spike_linear(s_ref.reshape(-1, 96).to("cuda:1"), w.to("cuda:1"), algorithm=algorithm, backend="triton")
+        torch.testing.assert_close(y.cpu(), s_ref.reshape(-1, 96) @ w.t(), rtol=1e-5, atol=1e-5)

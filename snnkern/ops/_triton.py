@@ -23,4 +23,21 @@ except ImportError:  # pragma: no cover - exercised only on platforms without Tr
     triton = types.SimpleNamespace(jit=_jit, cdiv=lambda a, b: -(-a // b), next_power_of_2=_next_power_of_2)
     tl = types.SimpleNamespace(constexpr=object)
 
-__all__ = ["HAS_TRITON", "triton", "tl"]
+import contextlib
+
+import torch
+
+_SAME_DEVICE = contextlib.nullcontext()
+
+
+def on_device(t: torch.Tensor):
+    """The context a Triton launch on ``t``'s data runs in: Triton launches on the *current* CUDA device (and
+    its current stream), not on the tensors' device, so a layer on cuda:1 while cuda:0 is current would hand
+    device-1 pointers to a kernel on device 0 (an illegal address, or another GPU's memory read). That device
+    is made current for the launch; where it already is (the common case), nothing is done."""
+    if t.is_cuda and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return _SAME_DEVICE
+
+
+__all__ = ["HAS_TRITON", "triton", "tl", "on_device"]

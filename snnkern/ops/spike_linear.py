@@ -45,7 +45,7 @@ from typing import Optional
 import torch
 
 from .._per_version import new_store, per_version, version_key
-from ._triton import HAS_TRITON, tl, triton
+from ._triton import HAS_TRITON, on_device, tl, triton
 from .spike_pack import (active_inputs_forward, packed_words, tiles_schedule_forward, transpose_packed_forward,
                          unpack_forward)
 
@@ -284,12 +284,13 @@ def launch_tiles(kernel, tuned, precision, grid, *args, **consts):
     A TILE_CONFIGS entry holding one config launches that config, unbenchmarked, on a GPU too: how the
     tests and the memcheck smoke run every tile shape (the autotuners were built at import)."""
     configs = TILE_CONFIGS[precision]
-    if use_autotuner(args[0]) and len(configs) > 1:
-        tuned[precision][lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
-    else:
-        bm, bn, bk, warps, stages = configs[0]
-        kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
-                                 num_stages=stages)
+    with on_device(args[0]):
+        if use_autotuner(args[0]) and len(configs) > 1:
+            tuned[precision][lambda c: grid(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"])](*args, **consts)
+        else:
+            bm, bn, bk, warps, stages = configs[0]
+            kernel[grid(bm, bn, bk)](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
+                                     num_stages=stages)
 
 
 def aligned_rows(t: torch.Tensor) -> torch.Tensor:
@@ -363,11 +364,12 @@ def spike_linear_forward(bits, k, weight, bias, algorithm, parts=None, x=None, s
     if algorithm == "gather":
         wt = transposed_weight(weight)
         idx, cnt = active_inputs_forward(bits, k, GATHER_ROWS)
-        _spike_mm_gather_kernel[(_cdiv(M, GATHER_ROWS), _cdiv(N, GATHER_N))](
-            bits, idx, cnt, wt, b, y, M, N, k, W, HAS_BIAS=bias is not None,
-            FMA_DOT=weight.dtype == torch.float32 or not bits.is_cuda,
-            ROWS=GATHER_ROWS, BLOCK_N=GATHER_N, BLOCK_I=GATHER_I, num_warps=GATHER_WARPS,
-            num_stages=GATHER_STAGES)
+        with on_device(bits):
+            _spike_mm_gather_kernel[(_cdiv(M, GATHER_ROWS), _cdiv(N, GATHER_N))](
+                bits, idx, cnt, wt, b, y, M, N, k, W, HAS_BIAS=bias is not None,
+                FMA_DOT=weight.dtype == torch.float32 or not bits.is_cuda,
+                ROWS=GATHER_ROWS, BLOCK_N=GATHER_N, BLOCK_I=GATHER_I, num_warps=GATHER_WARPS,
+                num_stages=GATHER_STAGES)
     else:
         parts = aligned_rows(weight_parts(weight) if parts is None else parts)
         launch_tiles(_spike_mm_tiles_kernel, _spike_mm_tiles_tuned, "fp32" if parts.shape[0] > 1 else "16bit",

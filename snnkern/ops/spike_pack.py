@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._triton import tl, triton
+from ._triton import on_device, tl, triton
 
 WORD_BITS = 32
 PACK_BLOCK_W = 64  # words per program
@@ -145,7 +145,8 @@ def active_inputs_forward(p: torch.Tensor, K: int, rows: int) -> tuple[torch.Ten
     idx = torch.empty((blocks, K), dtype=torch.int32, device=p.device)
     cnt = (torch.empty if W else torch.zeros)((blocks,), dtype=torch.int32, device=p.device)  # the kernel writes all
     if blocks and W:
-        _active_inputs_kernel[(blocks,)](p.contiguous(), idx, cnt, M, K, W, ROWS=rows, CHUNK_W=ACTIVE_CHUNK_W)
+        with on_device(p):
+            _active_inputs_kernel[(blocks,)](p.contiguous(), idx, cnt, M, K, W, ROWS=rows, CHUNK_W=ACTIVE_CHUNK_W)
     return idx, cnt
 
 
@@ -275,18 +276,20 @@ def tiles_schedule_forward(p: torch.Tensor, K: int) -> torch.Tensor:
     rows, chunk = _sched_one_shape(M)
     if M <= SCHED_ONE_ROWS and W <= SCHED_ONE_STEPS * chunk:
         sched = torch.empty(2 + M + 2 * W, dtype=torch.int32, device=p.device)
-        _schedule_one_kernel[(1,)](p if p.is_contiguous() else p.contiguous(), sched, M, K, W, ROWS=rows,
-                                   CHUNK_W=chunk, num_warps=SCHED_ONE_WARPS)
+        with on_device(p):
+            _schedule_one_kernel[(1,)](p if p.is_contiguous() else p.contiguous(), sched, M, K, W, ROWS=rows,
+                                       CHUNK_W=chunk, num_warps=SCHED_ONE_WARPS)
         return sched
     sched = torch.zeros(2 + M + 2 * W, dtype=torch.int32, device=p.device)
     nblk = _cdiv(M, SCHED_ROWS)
     scratch = torch.empty(M + nblk, dtype=torch.int32, device=p.device)
     if M and W:
         p = p.contiguous()
-        _row_any_kernel[(nblk,)](p, scratch, scratch[M:], sched[2 + M + W:], M, K, W,
-                                 ROWS=SCHED_ROWS, CHUNK_W=SCHED_CHUNK_W)
-        _schedule_kernel[(_cdiv(M, SCHED_COMPACT),)](scratch, scratch[M:], sched, M, W, nblk, ROWS=SCHED_COMPACT,
-                                                     SUB=SCHED_ROWS, BLOCK_C=SCHED_COUNTS, CHUNK_W=SCHED_CHUNK_W)
+        with on_device(p):
+            _row_any_kernel[(nblk,)](p, scratch, scratch[M:], sched[2 + M + W:], M, K, W,
+                                     ROWS=SCHED_ROWS, CHUNK_W=SCHED_CHUNK_W)
+            _schedule_kernel[(_cdiv(M, SCHED_COMPACT),)](scratch, scratch[M:], sched, M, W, nblk, ROWS=SCHED_COMPACT,
+                                                         SUB=SCHED_ROWS, BLOCK_C=SCHED_COUNTS, CHUNK_W=SCHED_CHUNK_W)
     elif M:
         sched[2:2 + M] = torch.arange(M, dtype=torch.int32, device=p.device)
     return sched
@@ -329,8 +332,9 @@ def transpose_packed_forward(p: torch.Tensor, K: int) -> torch.Tensor:
     WM = packed_words(M)
     out = torch.empty((K, WM), dtype=torch.int32, device=p.device)
     if out.numel():
-        _transpose_bits_kernel[(_cdiv(WM, TRANSPOSE_WORDS), _cdiv(K, TRANSPOSE_BLOCK_K))](
-            p.contiguous(), out, M, K, W, WM, BLOCK_K=TRANSPOSE_BLOCK_K, WORDS=TRANSPOSE_WORDS)
+        with on_device(p):
+            _transpose_bits_kernel[(_cdiv(WM, TRANSPOSE_WORDS), _cdiv(K, TRANSPOSE_BLOCK_K))](
+                p.contiguous(), out, M, K, W, WM, BLOCK_K=TRANSPOSE_BLOCK_K, WORDS=TRANSPOSE_WORDS)
     return out
 
 
@@ -346,7 +350,8 @@ def pack_forward(s: torch.Tensor) -> torch.Tensor:
         s2 = s2.view(torch.uint8)  # same bytes; Triton loads uint8 plainly
     out = torch.empty((s2.shape[0], W), dtype=torch.int32, device=s.device)
     if out.numel():
-        _pack_kernel[(s2.shape[0], _cdiv(W, PACK_BLOCK_W))](s2, out, K, W, BLOCK_W=PACK_BLOCK_W)
+        with on_device(s2):
+            _pack_kernel[(s2.shape[0], _cdiv(W, PACK_BLOCK_W))](s2, out, K, W, BLOCK_W=PACK_BLOCK_W)
     return out.reshape(*s.shape[:-1], W)
 
 
@@ -356,7 +361,8 @@ def unpack_forward(p: torch.Tensor, K: int, dtype: torch.dtype) -> torch.Tensor:
     out = torch.empty((p2.shape[0], K), dtype=dtype, device=p.device)
     view = out.view(torch.uint8) if dtype == torch.bool else out
     if out.numel():
-        _unpack_kernel[(p2.shape[0], _cdiv(W, PACK_BLOCK_W))](p2, view, K, W, BLOCK_W=PACK_BLOCK_W)
+        with on_device(p2):
+            _unpack_kernel[(p2.shape[0], _cdiv(W, PACK_BLOCK_W))](p2, view, K, W, BLOCK_W=PACK_BLOCK_W)
     return out.reshape(*p.shape[:-1], K)
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from . import kernels as K
+from .._triton import on_device
 from .spec import LifSpec, checkpoint_rows, chunk_size, packed_shape
 
 
@@ -105,16 +106,17 @@ def triton_forward(x, v0, beta, threshold, spec: LifSpec, save_ckpt: bool):
     thr_p, thr_f, thr_div, thr_period, thr_mode = _param_arg(threshold, spec.threshold_value, shape, N, v_last)
     v0_n = _f32(v0)
     vec, warps = forward_schedule(x.element_size(), rows > 0 or v_seq is not None, N)
-    K.lif_fwd_kernel[(_cdiv(N, K.FWD_BLOCK),)](
-        x, v_last if v0_n is None else v0_n, beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period,
-        spikes, v_last,
-        v_last if v_seq is None else v_seq, v_last if ckpt is None else ckpt,
-        T, N // vec, spec.v_init, spec.v_reset,
-        CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
-        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=rows > 0,
-        STORE_V=spec.return_membrane, PACK=packed, BLOCK=K.FWD_BLOCK, VEC=vec,
-        num_warps=warps, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
-    )
+    with on_device(x):
+        K.lif_fwd_kernel[(_cdiv(N, K.FWD_BLOCK),)](
+            x, v_last if v0_n is None else v0_n, beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div,
+            thr_period, spikes, v_last,
+            v_last if v_seq is None else v_seq, v_last if ckpt is None else ckpt,
+            T, N // vec, spec.v_init, spec.v_reset,
+            CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
+            HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, SAVE_CKPT=rows > 0,
+            STORE_V=spec.return_membrane, PACK=packed, BLOCK=K.FWD_BLOCK, VEC=vec,
+            num_warps=warps, enable_fp_fusion=False,  # no FMA contraction: bitwise equal to the reference
+        )
     return spikes, v_last, v_seq, ckpt
 
 
@@ -139,18 +141,19 @@ def triton_backward(grad_spikes, grad_v_last, grad_v_seq, x, v0, beta, threshold
     v0_n, gv, gvs = _f32(v0), _f32(grad_v_last), _f32(grad_v_seq)
     gs = grad_spikes.contiguous() if grad_spikes is not None else None
     or_dummy = lambda t: dummy if t is None else t  # noqa: E731  (the kernel never reads an absent input)
-    K.lif_bwd_kernel[(_cdiv(N, K.BWD_BLOCK),)](
-        x, or_dummy(v0_n), beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period, or_dummy(ckpt),
-        or_dummy(gs), or_dummy(gv), or_dummy(gvs),
-        grad_x, or_dummy(grad_v0), or_dummy(grad_beta), or_dummy(grad_thr),
-        T, N, spec.v_init, spec.v_reset, spec.alpha,
-        CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
-        DETACH=spec.detach_reset, SURROGATE=spec.surrogate,
-        HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, HAS_GS=gs is not None,
-        HAS_GV=gv is not None, HAS_GVS=gvs is not None, STORE_GV0=need_v0_grad,
-        BETA_GRAD=need_beta_grad, THR_GRAD=need_thr_grad, BLOCK=K.BWD_BLOCK,
-        num_warps=K.BWD_WARPS, enable_fp_fusion=False,
-    )
+    with on_device(x):
+        K.lif_bwd_kernel[(_cdiv(N, K.BWD_BLOCK),)](
+            x, or_dummy(v0_n), beta_p, beta_f, beta_div, beta_period, thr_p, thr_f, thr_div, thr_period,
+            or_dummy(ckpt), or_dummy(gs), or_dummy(gv), or_dummy(gvs),
+            grad_x, or_dummy(grad_v0), or_dummy(grad_beta), or_dummy(grad_thr),
+            T, N, spec.v_init, spec.v_reset, spec.alpha,
+            CHUNK=chunk_size(T), DELAYED=spec.delayed, RESET=spec.reset, DECAY_INPUT=spec.decay_input,
+            DETACH=spec.detach_reset, SURROGATE=spec.surrogate,
+            HAS_V0=v0_n is not None, BETA_MODE=beta_mode, THR_MODE=thr_mode, HAS_GS=gs is not None,
+            HAS_GV=gv is not None, HAS_GVS=gvs is not None, STORE_GV0=need_v0_grad,
+            BETA_GRAD=need_beta_grad, THR_GRAD=need_thr_grad, BLOCK=K.BWD_BLOCK,
+            num_warps=K.BWD_WARPS, enable_fp_fusion=False,
+        )
     return grad_x, grad_v0, grad_beta, grad_thr
 
 
