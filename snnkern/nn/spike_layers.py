@@ -94,9 +94,9 @@ class RateTracker:
         if count.is_cuda:
             if self._host is None:
                 self._host = torch.empty((), dtype=torch.int64, pin_memory=True)
-            self._host.copy_(count, non_blocking=True)
+            self._host.copy_(count, non_blocking=True)  # on count's device's current stream
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(count.device))  # that stream, also when another GPU is current
             self._pending = (self._host, event, n)
         else:
             self._pending = (count, None, n)
