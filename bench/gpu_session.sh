@@ -22,7 +22,8 @@
 #                               against torch 2.11)
 #   info              8      8  ~3-6: snnkern info (backends, extension status; CUDA init, first Triton compile)
 #   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; ~506 distinct
-#                               Triton specializations by an interpreter census, each compiled on a fresh box,
+#                               Triton specializations: bench/compile_census.py counts them under the
+#                               interpreter on any machine; each is compiled on a fresh box,
 #                               ~0.75-1.1 s each), 16 xdist workers (compiling is CPU work: one per core),
 #                               SNNKERN_TILES_AUTOTUNE=0 (the tiles kernels launch their first config: one
 #                               compile per shape, no timing; test_forward_every_tile_shape runs each config);

@@ -382,3 +382,47 @@ def test_summary_of_an_empty_run_dir(tmp_path):
     md = summary.render(summary.summarize(str(tmp_path)))
     assert "All stages passed" in md and "no junit XML" in md and "unavailable" in md
     assert "peak MiB:" not in md  # no peak column, no note
+
+
+# ---- bench.compile_census --------------------------------------------------------------------------------
+
+
+def test_compile_census_keys_what_the_jit_specializes_on():
+    """One key per compile: constexpr values, pointer dtype and 16-byte alignment, int == 1 and % 16 == 0;
+    the same launch twice is one compile."""
+    from bench.compile_census import specialization
+    tl = pytest.importorskip("triton.language")
+
+    def kernel(x_ptr, n, BLOCK: tl.constexpr):
+        pass
+
+    a, b = torch.zeros(64), torch.zeros(64, dtype=torch.float16)
+    key = specialization(kernel, (a, 64), {"BLOCK": 32, "num_warps": 4})
+    assert key == specialization(kernel, (torch.ones(64), 128), {"BLOCK": 32, "num_warps": 4})  # same compile
+    for other in [((b, 64), {"BLOCK": 32, "num_warps": 4}),  # dtype
+                  ((a[1:], 64), {"BLOCK": 32, "num_warps": 4}),  # alignment
+                  ((a, 1), {"BLOCK": 32, "num_warps": 4}), ((a, 63), {"BLOCK": 32, "num_warps": 4}),  # n
+                  ((a, 64), {"BLOCK": 64, "num_warps": 4}), ((a, 64), {"BLOCK": 32, "num_warps": 8})]:
+        assert specialization(kernel, *other) != key, other
+
+
+def test_compile_census_counts_a_test_run(tmp_path):
+    """The plugin over a real (small) interpreter run writes the count it prints."""
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    out = tmp_path / "census.json"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env.pop("CI", None)  # conftest's CI guard is for the suite itself
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench.compile_census",
+                           "python_tests/test_spike_tiles.py", "-k", "every_tile_shape", f"--compile-census={out}"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    census = json.loads(out.read_text())
+    kernels = census["by_kernel"]
+    # one tile shape per test (7 tests), forward and grad_weight kernels, and the schedule
+    assert {"_spike_mm_tiles_kernel", "_spike_grad_w_tiles_kernel"} <= set(kernels)
+    assert kernels["_spike_mm_tiles_kernel"][0] == 7 and census["distinct"] == sum(d for d, _ in kernels.values())
+    assert census["launches"] >= census["distinct"]
+    assert f"compile census: {census['distinct']} distinct" in done.stdout
