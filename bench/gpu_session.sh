@@ -21,7 +21,7 @@
 #   build           130    130  ~100-110: snnkern._C for sm_90 (one nvcc translation unit: 107 s on 2 cores
 #                               against torch 2.11)
 #   info              8      8  ~3-6: snnkern info (backends, extension status; CUDA init, first Triton compile)
-#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; ~506 distinct
+#   tests            80     42  ~60-80+: python_tests -m "triton or gpu or cuda_ext" (~1040 tests; ~510 distinct
 #                               Triton specializations: bench/compile_census.py counts them under the
 #                               interpreter on any machine; each is compiled on a fresh box,
 #                               ~0.75-1.1 s each), 16 xdist workers (compiling is CPU work: one per core),
