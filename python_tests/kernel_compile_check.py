@@ -204,12 +204,17 @@ def spike_variants():
                3, None)
 
 
+def lif_pointers(consts, dtype):
+    """The element types of a LIF kernel's pointers that are not fp32: x and the gradients in ``dtype``, the
+    spikes too unless packed (int32 words)."""
+    return {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
+
+
 def main():
     results = []
     for arch in (80, 90):
         for kind, kernel, consts, warps, dtype, div16 in variants():
-            pointers = {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
-            usage = compile_variant(kernel, consts, warps, arch, dtype, pointers, div16=div16)
+            usage = compile_variant(kernel, consts, warps, arch, dtype, lif_pointers(consts, dtype), div16=div16)
             results.append({"kernel": kind, "arch": arch, "dtype": dtype, "delayed": consts["DELAYED"],
                             "reset": consts["RESET"], "param_grads": consts.get("BETA_GRAD"), **usage})
         for kind, kernel, consts, warps, dtype, pointers, stages, config, *options in spike_variants():
@@ -228,15 +233,14 @@ def int_arguments_equal_to_one():
     launch with N == 1 (a one-output layer), M == 1 or T == 1 specializes it: {"kernel", "config": "ints=1",
     "error"} with the compile error, or None."""
     seen, out = set(), []
-    lif = ((kind, k, c, w, d, (), None, None, {}) for kind, k, c, w, d, _ in variants())
-    for kind, kernel, consts, warps, dtype, *rest in itertools.chain(lif, spike_variants()):
-        pointers, stages, options = (rest[0] if rest[0] else None), (rest[1] or 3), (rest[3] if len(rest) > 3 else {})
+    lif = ((kind, k, c, w, d, lif_pointers(c, d), 3, None) for kind, k, c, w, d, _ in variants())
+    for kind, kernel, consts, warps, dtype, pointers, stages, _config, *options in itertools.chain(lif,
+                                                                                                  spike_variants()):
+        options = options[0] if options else {}
         if kernel in seen or not kernel.fn.__module__.startswith("snnkern."):  # baselines are not shipped
             continue
         seen.add(kernel)
         ones = [n for n in inspect.signature(kernel.fn).parameters if n in INT_ARGS and n not in consts]
-        if kind in ("fwd", "fwd_infer", "fwd_odd_n", "fwd_channel", "fwd_packed", "bwd", "bwd_learn", "bwd_all"):
-            pointers = {n: dtype for n in ("x_ptr", "gs_ptr", "gx_ptr")} | {"s_ptr": "i32" if consts.get("PACK") else dtype}
         try:
             compile_variant(kernel, consts, warps, 90, dtype, pointers, stages, ones=ones,
                             div16=tuple(n for n in options.get("div16", ()) if n not in ones))
