@@ -161,6 +161,11 @@ def cmd_train(args) -> int:
                            learn_beta=args.learn_beta, learn_threshold=args.learn_threshold,
                            spike_layers=args.spike_layers, backend=args.backend, evaluate=not args.no_eval,
                            out=args.out)
+        if args.ddp:
+            # every rank past its last collective and rank 0's saving before any tears gloo down: a rank that
+            # destroyed its group while the other still used its connection aborted ("terminate called
+            # without an active exception": 4 runs in 30 here, none in 24 with the barrier)
+            torch.distributed.barrier()
     except ValueError as exc:
         print(f"snnkern train: {exc}", file=sys.stderr)
         return 2
